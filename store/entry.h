@@ -1,0 +1,57 @@
+/*
+ * Committed entries: the bytes that are logged, replicated and then applied
+ * by store_apply(). One entry is one state change request.
+ *
+ * Layout (little-endian), fixed header then a body per type:
+ *   u8 format version (ENTRY_VERSION) | u8 type | u64 origin member id |
+ *   u64 request id | i64 time_ns | body
+ * time_ns sits at a fixed offset so the orderer (the leader) can stamp its
+ * clock into an encoded entry without decoding it (entry_stamp_time).
+ *
+ * TXN body: u32 ncmps, cmps; u32 nthen, ops; u32 nelse, ops.
+ *   cmp: u8 target, u8 op, bytes key, u64 num, bytes value
+ *   op:  u8 type, u32 flags, bytes key, u8 ftype, u32 mode, u32 uid, u32 gid,
+ *        i64 mtime_ns, bytes value, bytes dst, bytes xname
+ *   ("bytes" = u32 length + data; strings carry no NUL)
+ * COMPACT body: u64 revision (history before it is dropped).
+ */
+#ifndef QFS_ENTRY_H
+#define QFS_ENTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/codec.h"
+#include "store.h"
+
+#define ENTRY_VERSION 1
+#define ENTRY_HEADER_SIZE 26
+#define ENTRY_TIME_OFFSET 18
+#define ENTRY_MAX_OPS 65535 /* per branch, and compares */
+
+enum entry_type { ENTRY_TXN = 1, ENTRY_COMPACT = 2 };
+
+struct entry {
+	enum entry_type type;
+	uint64_t origin;     /* member id of the proposer */
+	uint64_t request_id; /* unique per origin: matches results, dedupes retries */
+	int64_t time_ns;     /* orderer's wall clock: commit time of the change */
+	struct store_txn txn;   /* ENTRY_TXN */
+	uint64_t compact_rev;   /* ENTRY_COMPACT */
+};
+
+/* Appends the encoding of e to out. Returns 0, QFS_EINVAL (NULL key, too many
+ * ops) or QFS_ENOMEM. */
+int entry_encode(const struct entry *e, struct qbuf *out);
+
+/*
+ * Decodes an entry. On success *out is one heap allocation that owns every
+ * string and value it points to (free() it). Every length is checked before
+ * use; anything malformed gives QFS_EMSG and no allocation.
+ */
+int entry_decode(const uint8_t *p, size_t len, struct entry **out);
+
+/* Overwrites time_ns in an encoded entry. QFS_EMSG if too short. */
+int entry_stamp_time(uint8_t *p, size_t len, int64_t time_ns);
+
+#endif

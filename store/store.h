@@ -1,0 +1,231 @@
+/*
+ * The MVCC key tree.
+ *
+ * Keys are absolute paths ("/a/b/c"); "/" is the root directory and always
+ * exists. The tree is hierarchical: every key but "/" has a parent key that
+ * is a directory. Each key keeps its history of versions until compaction, so
+ * any revision >= the compacted revision can be read.
+ *
+ * State changes only through store_apply(), which takes one committed entry
+ * (see entry.h) at a time, in log order, from whoever orders them (the
+ * single-node sequencer now, the Raft log later). Applying is deterministic:
+ * the same entries in the same order give the same revisions and results on
+ * every member. An entry whose transaction changes anything gets the next
+ * revision; one that changes nothing (a failed compare with an empty else
+ * branch, an op that fails) does not consume a revision.
+ *
+ * Threads: the store has no locks. One thread applies; readers on other
+ * threads must hold a lock that excludes the applier (fs/ uses a rwlock).
+ * Views returned by reads (struct store_kv and everything it points to) stay
+ * valid until the next store_apply/store_snapshot_load/store_destroy.
+ */
+#ifndef QFS_STORE_H
+#define QFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/codec.h"
+
+#define STORE_NAME_MAX 255   /* bytes in one path component */
+#define STORE_KEY_MAX 4096   /* bytes in a whole key */
+#define STORE_XATTR_NAME_MAX 255
+#define STORE_XATTR_VALUE_MAX 65536
+#define STORE_RESERVED_PREFIX "/.quorumfs" /* key and subtree never stored */
+
+struct store;
+
+struct store_config {
+	uint64_t quota_bytes;     /* 0 = unlimited; see store_size() */
+	uint64_t max_value_bytes; /* 0 = unlimited */
+};
+
+enum store_type { STORE_FILE = 1, STORE_DIR = 2, STORE_SYMLINK = 3 };
+
+/*
+ * A key's identity, equal on every member: (create revision << 16) | the
+ * index of the creating op within its transaction. The root is 1. Renames
+ * keep it (a moved key keeps its inode number).
+ */
+#define STORE_ROOT_INO 1
+#define STORE_INO(create_rev, sub) (((uint64_t)(create_rev) << 16) | (uint64_t)(sub))
+
+/* Reference-counted immutable value bytes, safe to hold from any thread. */
+struct store_blob {
+	const uint8_t *data;
+	size_t len;
+	/* private */
+	int refs;
+};
+struct store_blob *store_blob_ref(struct store_blob *b);
+void store_blob_unref(struct store_blob *b); /* NULL is fine */
+
+/* One version of one key. Borrowed view; see the header comment. */
+struct store_kv {
+	const char *key;       /* full path, NUL-terminated */
+	const char *name;      /* last component, points into key ("/" for root) */
+	enum store_type type;
+	uint64_t ino;
+	uint64_t create_rev;
+	uint64_t mod_rev;
+	uint64_t version;      /* 1 on create, +1 per change */
+	uint32_t mode;         /* permission bits only (07777) */
+	uint32_t uid, gid;
+	int64_t mtime_ns;      /* set explicitly (utimens) or the commit time */
+	int64_t ctime_ns;      /* commit time of the last change */
+	uint64_t lease;        /* 0 = none (leases arrive with issue 4) */
+	struct store_blob *value; /* never NULL; len 0 for dirs; symlink target */
+	uint32_t nchildren;    /* live children, dirs only */
+	const void *xattrs_;   /* private: use store_kv_xattr_* */
+};
+
+/* Stored extended attributes ("user.*" other than user.quorumfs.*). */
+int store_kv_xattr_get(const struct store_kv *kv, const char *name, const uint8_t **value,
+		       size_t *len); /* QFS_ENODATA when absent */
+/* Calls cb for each name in name order; stops early when cb returns non-zero. */
+int store_kv_xattr_list(const struct store_kv *kv, int (*cb)(void *arg, const char *name),
+			void *arg);
+
+int store_create(const struct store_config *cfg, struct store **out);
+void store_destroy(struct store *s);
+
+/* Validates a key: absolute, no empty/"."/".." components, no trailing "/"
+ * (except "/"), lengths within limits, not under STORE_RESERVED_PREFIX.
+ * Returns 0, QFS_EINVAL, QFS_ENAMETOOLONG or QFS_EPERM (reserved). */
+int store_key_check(const char *key);
+
+/* ---- Reads ---------------------------------------------------------------- */
+
+uint64_t store_revision(const struct store *s);         /* current revision */
+uint64_t store_compacted_revision(const struct store *s); /* oldest readable */
+uint64_t store_applied_index(const struct store *s);     /* last applied entry */
+uint64_t store_size(const struct store *s); /* bytes counted against the quota */
+uint64_t store_key_count(const struct store *s);         /* live keys now */
+/* CRC32 over every live key's (key, mod_rev, value) at rev, in key order. */
+int store_hash(const struct store *s, uint64_t rev, uint32_t *hash);
+
+/* rev 0 means the current revision. Errors: QFS_ENOENT (absent at rev),
+ * QFS_ECOMPACTED (rev < compacted), QFS_EFUTUREREV (rev > current). */
+int store_get(const struct store *s, const char *key, uint64_t rev, struct store_kv *out);
+/* The live key with this ino, current revision only. QFS_ENOENT if none. */
+int store_get_ino(const struct store *s, uint64_t ino, struct store_kv *out);
+
+/*
+ * Iterates the children of directory dir alive at rev (0 = now), in byte
+ * order of their names, starting strictly after the name `after` (NULL =
+ * from the first). Stops when cb returns non-zero and returns that value.
+ * No copy of the directory is made. QFS_ENOTDIR if dir is not a directory.
+ */
+int store_children(const struct store *s, const char *dir, uint64_t rev, const char *after,
+		   int (*cb)(void *arg, const struct store_kv *kv), void *arg);
+
+/*
+ * Iterates key and its whole subtree alive at rev in tree order (a key, then
+ * its children's subtrees by name). Same stop and error rules.
+ */
+int store_range(const struct store *s, const char *key, uint64_t rev,
+		int (*cb)(void *arg, const struct store_kv *kv), void *arg);
+
+/* ---- Transactions ----------------------------------------------------------- */
+
+enum store_cmp_target {
+	STORE_CMP_VALUE = 1,
+	STORE_CMP_VERSION,  /* 0 when the key is absent */
+	STORE_CMP_CREATE,   /* create revision, 0 when absent */
+	STORE_CMP_MOD,      /* mod revision, 0 when absent */
+};
+enum store_cmp_op { STORE_CMP_EQ = 1, STORE_CMP_NE, STORE_CMP_LT, STORE_CMP_GT };
+
+struct store_cmp {
+	enum store_cmp_target target;
+	enum store_cmp_op op;
+	const char *key;
+	uint64_t num;          /* VERSION/CREATE/MOD */
+	const uint8_t *value;  /* VALUE: compared bytewise (memcmp, then length) */
+	size_t value_len;
+};
+
+enum store_op_type {
+	STORE_OP_PUT = 1, /* create or replace the value; meta kept if it exists */
+	STORE_OP_DELETE,  /* remove a key */
+	STORE_OP_RENAME,  /* move key (and subtree) to dst */
+	STORE_OP_SETATTR, /* change mode/uid/gid/mtime; value kept */
+	STORE_OP_SETXATTR,
+	STORE_OP_RMXATTR,
+};
+
+/* PUT flags */
+#define STORE_PUT_MKPARENTS 0x1  /* create missing parent dirs (mode 0755, same uid/gid) */
+/* DELETE flags */
+#define STORE_DEL_RECURSIVE 0x1  /* a directory and its whole subtree */
+#define STORE_DEL_DIR 0x2        /* rmdir: QFS_ENOTDIR unless a dir; ENOTEMPTY unless empty */
+#define STORE_DEL_NOTDIR 0x4     /* unlink: QFS_EISDIR if a dir */
+/* RENAME flags, as renameat2 */
+#define STORE_RENAME_NOREPLACE 0x1
+#define STORE_RENAME_EXCHANGE 0x2
+/* SETATTR mask */
+#define STORE_ATTR_MODE 0x1
+#define STORE_ATTR_UID 0x2
+#define STORE_ATTR_GID 0x4
+#define STORE_ATTR_MTIME 0x8     /* mtime_ns given */
+
+struct store_op {
+	enum store_op_type type;
+	const char *key;
+	uint32_t flags;            /* PUT/DELETE/RENAME flags, SETATTR mask */
+	/* PUT: type/mode/uid/gid used only when the key is created (a PUT on an
+	 * existing key must have its type: QFS_EISDIR / QFS_EINVAL otherwise). */
+	enum store_type ftype;
+	uint32_t mode, uid, gid;
+	int64_t mtime_ns;          /* SETATTR with STORE_ATTR_MTIME */
+	const uint8_t *value;      /* PUT value, SETXATTR value */
+	size_t value_len;
+	const char *dst;           /* RENAME destination */
+	const char *xname;         /* SETXATTR/RMXATTR name */
+};
+
+struct store_txn {
+	const struct store_cmp *cmps;
+	size_t ncmps;
+	const struct store_op *then_ops;
+	size_t nthen;
+	const struct store_op *else_ops;
+	size_t nelse;
+};
+
+/*
+ * Results of applying one entry. err is 0 or the error of the first op that
+ * failed; a failing op undoes the whole transaction (nothing changes, no
+ * revision is used). succeeded tells which branch ran.
+ */
+struct store_result {
+	int err;
+	bool succeeded;
+	uint64_t revision; /* the revision the entry produced, or the current one */
+	uint32_t failed_op; /* index in the branch that ran, when err != 0 */
+};
+
+/*
+ * Applies one committed entry (bytes produced by entry_encode(), see entry.h)
+ * at log position index, which must be store_applied_index() + 1 (or any
+ * larger index after a gap of entries that are not for the store). Malformed
+ * bytes give res->err = QFS_EMSG and change nothing but the applied index.
+ * Returns 0, or QFS_EINVAL if index does not advance.
+ */
+int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t len,
+		struct store_result *res);
+
+/* Marks index as applied without changing keys (entries not for the store). */
+int store_skip(struct store *s, uint64_t index);
+
+/* ---- Snapshots -------------------------------------------------------------- */
+
+/* Serializes the whole state (all retained history, revisions, applied
+ * index) into out. Uncompressed; snapfile.h compresses and checksums it. */
+int store_snapshot_save(const struct store *s, struct qbuf *out);
+/* Replaces the whole state with a serialized one. On error (QFS_EMSG for
+ * malformed input, QFS_ENOMEM) the store is unchanged. */
+int store_snapshot_load(struct store *s, const uint8_t *data, size_t len);
+
+#endif

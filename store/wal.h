@@ -1,0 +1,69 @@
+/*
+ * Write-ahead log: the durable record of log entries (index, term, bytes) and
+ * of the Raft hard state (term, vote, commit), in segment files
+ * DIR/wal/<16 hex first index>.wal.
+ *
+ * Record: u32 length of payload | u32 CRC32 of those 4 length bytes |
+ *         u32 CRC32 of payload | payload (u8 type, then per type:
+ *         ENTRY: u64 index, u64 term, data; HARDSTATE: u64 term, vote, commit)
+ * The header CRC lets recovery tell a damaged length from a torn write.
+ *
+ * An entry with index i replaces every entry >= i written before it (a Raft
+ * follower overwriting a conflicting suffix just appends).
+ *
+ * Recovery (wal_open): every segment is read front to back. A damaged or
+ * short record at the very end of the last segment, with nothing but zero
+ * bytes after it, is a torn write: the file is truncated there and a warning
+ * logged. Any other bad record refuses to open with a message naming the
+ * file and byte offset. A WAL is never silently skipped over.
+ *
+ * Threads: a struct wal is used by one thread at a time (the syncer thread);
+ * wal_write blocks on write(2) + fdatasync(2).
+ */
+#ifndef QFS_WAL_H
+#define QFS_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAL_RECORD_MAX (64u << 20)     /* payload bytes; larger is corruption */
+#define WAL_SEGMENT_BYTES (64u << 20)  /* rotate after this many bytes */
+
+enum wal_record_type { WAL_ENTRY = 1, WAL_HARDSTATE = 2 };
+
+struct wal_record {
+	enum wal_record_type type;
+	uint64_t index, term;        /* ENTRY */
+	const uint8_t *data;         /* ENTRY; borrowed */
+	size_t len;
+	uint64_t hs_term, hs_vote, hs_commit; /* HARDSTATE */
+};
+
+struct wal;
+
+/*
+ * Opens (creating DIR/wal if needed), verifies and repairs a torn tail.
+ * Then replays: cb is called for each record in file order, with entries at
+ * index <= after_index skipped; data pointers are valid during the call only.
+ * cb returning non-zero stops and wal_open returns that value.
+ * On error, errmsg (may be NULL) gets one line naming file and offset, and
+ * the return is QFS_ECORRUPT or QFS_EIO.
+ */
+int wal_open(const char *dir, uint64_t after_index,
+	     int (*cb)(void *arg, const struct wal_record *rec), void *arg, struct wal **out,
+	     char *errmsg, size_t errlen);
+void wal_close(struct wal *w);
+
+/* Appends records, then fdatasync. Returns 0 only when all are durable;
+ * QFS_EIO otherwise (the WAL must then be considered failed). Rotates to a
+ * new segment when the current one is over WAL_SEGMENT_BYTES. */
+int wal_write(struct wal *w, const struct wal_record *recs, size_t n);
+
+/* Deletes whole segments whose entries are all <= index (after a snapshot at
+ * index made them unnecessary). The last segment is never deleted. */
+int wal_compact(struct wal *w, uint64_t index);
+
+/* The index of the last entry written (0 if none since compaction). */
+uint64_t wal_last_index(const struct wal *w);
+
+#endif
