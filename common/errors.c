@@ -1,5 +1,6 @@
 /* The error table's message and errno lookups. */
 #include <errno.h>
+#include <stddef.h>
 
 #include "errors.h"
 
