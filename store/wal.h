@@ -17,8 +17,21 @@
  * logged. Any other bad record refuses to open with a message naming the
  * file and byte offset. A WAL is never silently skipped over.
  *
+ * Details the daemon relies on:
+ * - Segment names increase in creation order (= replay order). A segment is
+ *   named after its first entry's index, or last_index+1 when created before
+ *   any entry, bumped to previous name+1 when the first entry replaced an
+ *   older suffix: the name orders files, it is not an index lookup.
+ * - Each segment after the first starts with a copy of the latest HARDSTATE,
+ *   so replay may repeat a hard state; the last one replayed is current.
+ * - Continuity is checked on open: the first entry replayed must be
+ *   <= after_index+1 and each next one <= previous+1 (entries <= after_index
+ *   leave the log ending at after_index). After installing a snapshot at S,
+ *   write entries from S+1 on and reopen with after_index >= S.
+ *
  * Threads: a struct wal is used by one thread at a time (the syncer thread);
- * wal_write blocks on write(2) + fdatasync(2).
+ * wal_write blocks on write(2) + fdatasync(2). No call is safe concurrently
+ * with another on the same struct wal, wal_last_index() included.
  */
 #ifndef QFS_WAL_H
 #define QFS_WAL_H
@@ -47,7 +60,10 @@ struct wal;
  * index <= after_index skipped; data pointers are valid during the call only.
  * cb returning non-zero stops and wal_open returns that value.
  * On error, errmsg (may be NULL) gets one line naming file and offset, and
- * the return is QFS_ECORRUPT or QFS_EIO.
+ * the return is QFS_ECORRUPT or QFS_EIO (QFS_ENOMEM if memory ran out).
+ * Every record is verified (and a torn tail truncated) before cb sees the
+ * first one, so cb is never called when the WAL is refused as corrupt.
+ * With no segment yet, DIR/wal/<after_index+1>.wal is created.
  */
 int wal_open(const char *dir, uint64_t after_index,
 	     int (*cb)(void *arg, const struct wal_record *rec), void *arg, struct wal **out,
@@ -55,15 +71,26 @@ int wal_open(const char *dir, uint64_t after_index,
 void wal_close(struct wal *w);
 
 /* Appends records, then fdatasync. Returns 0 only when all are durable;
- * QFS_EIO otherwise (the WAL must then be considered failed). Rotates to a
- * new segment when the current one is over WAL_SEGMENT_BYTES. */
+ * QFS_EIO otherwise (the WAL must then be considered failed: every later
+ * wal_write returns QFS_EIO). QFS_EINVAL, with nothing written, for a bad
+ * record (unknown type, entry index 0, data too long for WAL_RECORD_MAX).
+ * Rotates to a new segment when the current one is over WAL_SEGMENT_BYTES.
+ * recs and their data are only read during the call. */
 int wal_write(struct wal *w, const struct wal_record *recs, size_t n);
 
 /* Deletes whole segments whose entries are all <= index (after a snapshot at
- * index made them unnecessary). The last segment is never deleted. */
+ * index made them unnecessary). The last segment is never deleted, and only
+ * the oldest segments go: it stops at the first one holding an entry > index.
+ * Returns 0 or QFS_EIO (some files may be gone: the WAL stays usable). */
 int wal_compact(struct wal *w, uint64_t index);
 
-/* The index of the last entry written (0 if none since compaction). */
+/* The index of the last entry written, or after wal_open the last entry in
+ * the files (skipped ones included); 0 if there is none. May be
+ * below the snapshot index: the log's end is the larger of the two. */
 uint64_t wal_last_index(const struct wal *w);
+
+/* For tests: rotate once a segment is over `bytes` instead of
+ * WAL_SEGMENT_BYTES, so rotation is cheap to exercise. */
+void wal_set_segment_bytes(struct wal *w, uint64_t bytes);
 
 #endif
