@@ -30,7 +30,8 @@
 	X(QFS_ESHUTDOWN, "member is shutting down", ESHUTDOWN)                 \
 	X(QFS_ENOTLEADER, "not the leader", EAGAIN)                            \
 	X(QFS_EMSG, "malformed message", EPROTO)                               \
-	X(QFS_ECOMPARE, "transaction compare failed", EEXIST)
+	X(QFS_ECOMPARE, "transaction compare failed", EEXIST)                  \
+	X(QFS_EBUSY, "a membership change is in progress", EBUSY)
 
 enum {
 	QFS_OK = 0,
