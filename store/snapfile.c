@@ -205,7 +205,8 @@ static int list_snapshots(const char *snapdir, int remove_tmp, struct snapname *
 	}
 	if (removed)
 		fsync_dir(snapdir); /* tidiness only: a tmp file coming back is harmless */
-	qsort(v, len, sizeof(*v), cmp_newest_first);
+	if (len > 1)
+		qsort(v, len, sizeof(*v), cmp_newest_first);
 	*out = v;
 	*n = len;
 	v = NULL;
@@ -331,7 +332,10 @@ int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t
 		rc = QFS_EIO;
 		goto cleanup_names;
 	}
-	rc = prune(snapdir, keep);
+	/* The new snapshot is durable: old ones left behind cost only disk. */
+	if (prune(snapdir, keep) != 0)
+		LOG_ERROR("snapfile: %s: could not delete old snapshots", snapdir);
+	rc = 0;
 	goto cleanup_names;
 
 cleanup_tmp:

@@ -24,8 +24,8 @@
  * (newest by index, then term; keep < 1 counts as 1). Creates DIR/snap if
  * needed. Returns 0 once the new file and its name are durable (only then
  * may the WAL be compacted), QFS_EIO, QFS_ENOMEM or QFS_EINVAL; the reason is
- * logged. A QFS_EIO from pruning old files alone still leaves the new
- * snapshot durable. data is only read during the call.
+ * logged. Failing to delete old snapshots is logged, not returned: the new
+ * one is durable either way. data is only read during the call.
  * Blocks (compression and fsync): call it off the event loop. */
 int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t *data,
 		   size_t len, int keep);

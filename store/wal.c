@@ -458,7 +458,8 @@ static int list_segments(struct wal *w, char *errmsg, size_t errlen)
 		rc = QFS_EIO;
 		goto cleanup;
 	}
-	qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_segment);
+	if (w->nsegs > 1)
+		qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_segment);
 cleanup:
 	closedir(d);
 	return rc;
