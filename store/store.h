@@ -45,8 +45,11 @@ enum store_type { STORE_FILE = 1, STORE_DIR = 2, STORE_SYMLINK = 3 };
 
 /*
  * A key's identity, equal on every member: (create revision << 16) | the
- * index of the creating op within its transaction. The root is 1. Renames
- * keep it (a moved key keeps its inode number).
+ * number of keys created before it in the same transaction (so the op index
+ * when every op creates one key; STORE_PUT_MKPARENTS creates the parents
+ * first, outermost first). The root is 1. Renames keep it (a moved key keeps
+ * its inode number). A transaction creating more than 65536 keys fails with
+ * QFS_EINVAL.
  */
 #define STORE_ROOT_INO 1
 #define STORE_INO(create_rev, sub) (((uint64_t)(create_rev) << 16) | (uint64_t)(sub))
@@ -100,9 +103,14 @@ int store_key_check(const char *key);
 uint64_t store_revision(const struct store *s);         /* current revision */
 uint64_t store_compacted_revision(const struct store *s); /* oldest readable */
 uint64_t store_applied_index(const struct store *s);     /* last applied entry */
-uint64_t store_size(const struct store *s); /* bytes counted against the quota */
-uint64_t store_key_count(const struct store *s);         /* live keys now */
-/* CRC32 over every live key's (key, mod_rev, value) at rev, in key order. */
+/* Bytes counted against the quota: for every retained version (tombstones
+ * included) its key, value and xattr names and values, plus 32. A version
+ * that shares its value blob with another still counts it. */
+uint64_t store_size(const struct store *s);
+uint64_t store_key_count(const struct store *s);         /* live keys now, "/" included */
+/* zlib CRC32 over every live key at rev in store_range() order: for each,
+ * the key with its NUL, u64 mod_rev, u64 value length, value (LE). Same
+ * errors as store_get. */
 int store_hash(const struct store *s, uint64_t rev, uint32_t *hash);
 
 /* rev 0 means the current revision. Errors: QFS_ENOENT (absent at rev),
@@ -164,6 +172,9 @@ enum store_op_type {
 /* RENAME flags, as renameat2 */
 #define STORE_RENAME_NOREPLACE 0x1
 #define STORE_RENAME_EXCHANGE 0x2
+/* SETXATTR flags, as setxattr(2) */
+#define STORE_XATTR_CREATE 0x1   /* QFS_EEXIST if the name exists */
+#define STORE_XATTR_REPLACE 0x2  /* QFS_ENODATA if it does not */
 /* SETATTR mask */
 #define STORE_ATTR_MODE 0x1
 #define STORE_ATTR_UID 0x2
@@ -173,7 +184,7 @@ enum store_op_type {
 struct store_op {
 	enum store_op_type type;
 	const char *key;
-	uint32_t flags;            /* PUT/DELETE/RENAME flags, SETATTR mask */
+	uint32_t flags;            /* PUT/DELETE/RENAME/SETXATTR flags, SETATTR mask */
 	/* PUT: type/mode/uid/gid used only when the key is created (a PUT on an
 	 * existing key must have its type: QFS_EISDIR / QFS_EINVAL otherwise). */
 	enum store_type ftype;
