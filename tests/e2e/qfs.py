@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-QUORUMFS = REPO / "bin" / "quorumfs"
+# QFS_DAEMON=bin/quorumfs-tsan runs the suite against another build.
+QUORUMFS = Path(os.environ.get("QFS_DAEMON", REPO / "bin" / "quorumfs")).resolve()
 HELPER = REPO / "bin" / "mount.quorumfs"
 
 READY_TIMEOUT = 20.0
