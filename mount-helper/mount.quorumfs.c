@@ -476,6 +476,9 @@ int main(int argc, char **argv)
 	pid = start_daemon(&c, log);
 	if (pid < 0)
 		die(EXIT_MOUNT_FAILURE, "fork: %s", strerror(errno));
+	/* Last resort if a stuck mount blocks us in open(2): SIGALRM's default
+	 * action kills us, and a fatal signal aborts a waiting FUSE request. */
+	alarm(READY_TIMEOUT_MS / 1000 + 15);
 	if (wait_ready(pid, dir, log, log_start, msg, sizeof(msg)) < 0)
 		die(EXIT_MOUNT_FAILURE, "%s", msg);
 	if (c.verbose)

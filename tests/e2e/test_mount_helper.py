@@ -156,3 +156,26 @@ def test_sigterm_with_open_file_unmounts(members):
         cwd_holder.kill()
         cwd_holder.wait()
         lazy_unmount(m.mnt)
+
+
+def test_helper_option_mapping_fake_mode(tmp_path):
+    """-f (fake) prints the serve command it would run, without running it."""
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    opts = ("rw,noauto,_netdev,nofail,defaults,x-systemd.requires=net,comment=a,"
+            "data_dir=/var/lib/q,name=n1,quota_bytes=100,log_level=debug,snapshot_entries=7,"
+            "initial_cluster=n1=10.0.0.1:2380,n2=10.0.0.2:2380,n3=10.0.0.3:2380,"
+            "listen_peer=10.0.0.1:2380,allow_other,consistency=serializable,attr_timeout=1")
+    r = subprocess.run([HELPER, "-f", "-s", "quorumfs", mnt, "-o", opts], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    argv = r.stderr.split("running ", 1)[1].split(" >>")[0].split()
+    assert argv[1] == "serve"
+    flags = dict(zip(argv[2::2], argv[3::2]))
+    assert flags == {
+        "--quota-bytes": "100", "--log-level": "debug", "--snapshot-entries": "7",
+        "--initial-cluster": "n1=10.0.0.1:2380,n2=10.0.0.2:2380,n3=10.0.0.3:2380",
+        "--listen-peer": "10.0.0.1:2380", "--data-dir": "/var/lib/q", "--name": "n1",
+        "--mount": str(mnt), "-o": "rw,allow_other,consistency=serializable,attr_timeout=1",
+    }
+    assert not os.path.exists("/var/lib/q/quorumfs.log"), "fake mode must not start anything"
