@@ -27,7 +27,7 @@
 #define HEADER_BYTES 48u
 #define HEADER_CRC_COVERS 40u
 #define RAW_MAX (8ull << 30) /* larger is corruption (or a store we cannot hold) */
-#define NAME_LEN 38          /* 16 hex - 16 hex .snap */
+#define NAME_LEN 38	     /* 16 hex - 16 hex .snap */
 #define TMP_PREFIX "tmp-"
 
 struct snapname {
@@ -165,7 +165,7 @@ static int list_snapshots(const char *snapdir, int remove_tmp, struct snapname *
 {
 	struct snapname *v = NULL, *nv;
 	size_t len = 0, cap = 0;
-	int removed = 0, rc = 0;
+	int removed = 0, rc = 0, err;
 	struct dirent *de;
 	DIR *d;
 
@@ -211,8 +211,10 @@ static int list_snapshots(const char *snapdir, int remove_tmp, struct snapname *
 	*n = len;
 	v = NULL;
 cleanup:
+	err = errno; /* for the caller's message, past closedir() */
 	free(v);
 	closedir(d);
+	errno = err;
 	return rc;
 }
 
@@ -250,8 +252,8 @@ static int prune(const char *snapdir, int keep)
 	return rc;
 }
 
-int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t *data,
-		   size_t len, int keep)
+int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t *data, size_t len,
+		   int keep)
 {
 	static const uint8_t empty[1];
 	char name[NAME_LEN + 1];
@@ -408,8 +410,8 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 	}
 	if (comp_len != size - HEADER_BYTES) {
 		set_err(errmsg, errlen,
-			"snapfile: %s: header says %" PRIu64 " compressed bytes, file holds %" PRIu64
-			" (truncated or extended)",
+			"snapfile: %s: header says %" PRIu64
+			" compressed bytes, file holds %" PRIu64 " (truncated or extended)",
 			path, comp_len, size - HEADER_BYTES);
 		rc = QFS_ECORRUPT;
 		goto cleanup_fd;

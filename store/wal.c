@@ -27,21 +27,21 @@
 #include "wal.h"
 
 #define HEADER_BYTES 12u    /* length, header CRC, payload CRC */
-#define ENTRY_FIXED 17u     /* type, index, term */
+#define ENTRY_FIXED 17u	    /* type, index, term */
 #define HARDSTATE_BYTES 25u /* type, term, vote, commit */
 #define READ_CHUNK (1u << 20)
 #define SEGMENT_NAME_LEN 20 /* 16 hex digits + ".wal" */
 
 struct segment {
-	uint64_t name;      /* from the file name; orders segments by creation */
+	uint64_t name;	    /* from the file name; orders segments by creation */
 	uint64_t max_index; /* largest entry index in it, 0 if it has none */
 };
 
 struct wal {
-	char *dir;          /* DIR/wal */
-	int fd;             /* the last segment, opened for appending */
-	uint64_t seg_bytes; /* size of the last segment */
-	uint64_t seg_limit; /* rotate once seg_bytes is over this */
+	char *dir;	      /* DIR/wal */
+	int fd;		      /* the last segment, opened for appending */
+	uint64_t seg_bytes;   /* size of the last segment */
+	uint64_t seg_limit;   /* rotate once seg_bytes is over this */
 	struct segment *segs; /* oldest first; the last one is appended to */
 	size_t nsegs;
 	size_t segcap;
@@ -58,7 +58,7 @@ struct reader {
 	uint8_t *buf;
 	size_t cap;
 	uint64_t start; /* file offset of buf[0] */
-	size_t len;     /* valid bytes in buf */
+	size_t len;	/* valid bytes in buf */
 };
 
 /* State carried through the segments by both passes of wal_open(). */
@@ -66,8 +66,8 @@ struct scan {
 	uint64_t after_index;
 	int (*cb)(void *arg, const struct wal_record *rec); /* NULL: verify only */
 	void *arg;
-	uint64_t prev;   /* last index of the log as replayed, for gap checks */
-	int seen_entry;  /* any entry so far, skipped or not */
+	uint64_t prev;	/* last index of the log as replayed, for gap checks */
+	int seen_entry; /* any entry so far, skipped or not */
 	uint64_t last_index;
 	int have_hs;
 	uint64_t hs_term, hs_vote, hs_commit;
@@ -244,7 +244,8 @@ static int check_entry_index(struct scan *s, const char *path, uint64_t off, uin
 			set_err(s->errmsg, s->errlen,
 				"wal: %s: first entry has index %" PRIu64 " at offset %" PRIu64
 				" but the snapshot ends at %" PRIu64
-				": entries missing (WAL compacted past the snapshot?); refusing to start",
+				": entries missing (WAL compacted past the snapshot?); refusing to "
+				"start",
 				path, index, off, s->after_index);
 		else
 			set_err(s->errmsg, s->errlen,
@@ -265,8 +266,8 @@ static int check_entry_index(struct scan *s, const char *path, uint64_t off, uin
  * Reads one segment front to back. For the last segment a torn tail is not
  * an error: *torn_at gets its offset (else UINT64_MAX) and *torn_why why.
  */
-static int scan_segment(struct scan *s, const char *path, int fd, int is_last,
-			uint64_t *max_index, uint64_t *torn_at, const char **torn_why)
+static int scan_segment(struct scan *s, const char *path, int fd, int is_last, uint64_t *max_index,
+			uint64_t *torn_at, const char **torn_why)
 {
 	struct reader r = {.fd = fd};
 	struct stat st;
@@ -444,7 +445,8 @@ static int list_segments(struct wal *w, char *errmsg, size_t errlen)
 
 		if (!parse_segment_name(de->d_name, &name)) {
 			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				LOG_WARN("wal: %s: ignoring unexpected file %s", w->dir, de->d_name);
+				LOG_WARN("wal: %s: ignoring unexpected file %s", w->dir,
+					 de->d_name);
 			continue;
 		}
 		rc = segs_push(w, name);
@@ -581,8 +583,8 @@ int wal_open(const char *dir, uint64_t after_index,
 	     int (*cb)(void *arg, const struct wal_record *rec), void *arg, struct wal **out,
 	     char *errmsg, size_t errlen)
 {
-	struct scan s = {.after_index = after_index, .prev = after_index, .errmsg = errmsg,
-			 .errlen = errlen};
+	struct scan s = {
+	    .after_index = after_index, .prev = after_index, .errmsg = errmsg, .errlen = errlen};
 	struct wal *w;
 	struct stat st;
 	char *path = NULL;
@@ -618,8 +620,12 @@ int wal_open(const char *dir, uint64_t after_index,
 	w->hs_commit = s.hs_commit;
 
 	if (cb) {
-		struct scan replay = {.after_index = after_index, .prev = after_index, .cb = cb,
-				      .arg = arg, .errmsg = errmsg, .errlen = errlen};
+		struct scan replay = {.after_index = after_index,
+				      .prev = after_index,
+				      .cb = cb,
+				      .arg = arg,
+				      .errmsg = errmsg,
+				      .errlen = errlen};
 
 		rc = scan_all(w, &replay, 0);
 		if (rc)
@@ -629,8 +635,7 @@ int wal_open(const char *dir, uint64_t after_index,
 	if (w->nsegs == 0) {
 		rc = segment_create(w, after_index + 1);
 		if (rc) {
-			set_err(errmsg, errlen, "wal: %s: cannot create the first segment",
-				w->dir);
+			set_err(errmsg, errlen, "wal: %s: cannot create the first segment", w->dir);
 			goto cleanup_wal;
 		}
 	} else {

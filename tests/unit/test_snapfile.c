@@ -56,7 +56,7 @@ static uint8_t *image(size_t n, unsigned seed)
 
 	assert_non_null(p);
 	for (size_t i = 0; i < n; i++)
-		p[i] = i % 97 == 0 ? (uint8_t)((i * seed) >> 3) : (uint8_t)"abcdefgh/key="[i % 13];
+		p[i] = i % 97 == 0 ? (uint8_t)((i * seed) >> 3) : (uint8_t) "abcdefgh/key="[i % 13];
 	return p;
 }
 
@@ -139,8 +139,7 @@ static void expect_corrupt(const char *dir, const char *path, const char *what)
 	size_t len = 0;
 	char err[512];
 
-	assert_int_equal(snapfile_load(dir, &gi, &gt, &data, &len, err, sizeof(err)),
-			 QFS_ECORRUPT);
+	assert_int_equal(snapfile_load(dir, &gi, &gt, &data, &len, err, sizeof(err)), QFS_ECORRUPT);
 	assert_null(data);
 	if (!strstr(err, path) || !strstr(err, what))
 		fail_msg("errmsg \"%s\" lacks \"%s\" or \"%s\"", err, path, what);
@@ -383,15 +382,15 @@ int main(void)
 	qfs_log_set_level("error");
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_round_trip),
-		T(test_none),
-		T(test_keep_and_newest),
-		T(test_tmp_leftovers),
-		T(test_too_big),
-		T(test_corrupt_magic_and_header),
-		T(test_corrupt_lengths),
-		T(test_corrupt_payload),
-		T(test_no_fallback_to_older),
+	    T(test_round_trip),
+	    T(test_none),
+	    T(test_keep_and_newest),
+	    T(test_tmp_leftovers),
+	    T(test_too_big),
+	    T(test_corrupt_magic_and_header),
+	    T(test_corrupt_lengths),
+	    T(test_corrupt_payload),
+	    T(test_no_fallback_to_older),
 #undef T
 	};
 

@@ -111,7 +111,7 @@ static void put_entry(struct wal *w, uint64_t index, uint64_t term, size_t len)
 static void put_hs(struct wal *w, uint64_t term, uint64_t vote, uint64_t commit)
 {
 	struct wal_record r = {
-		.type = WAL_HARDSTATE, .hs_term = term, .hs_vote = vote, .hs_commit = commit};
+	    .type = WAL_HARDSTATE, .hs_term = term, .hs_vote = vote, .hs_commit = commit};
 
 	assert_int_equal(wal_write(w, &r, 1), 0);
 }
@@ -258,8 +258,8 @@ static void append_bytes(const char *path, const uint8_t *p, size_t n)
 	close(fd);
 }
 
-static int reopen(const char *dir, uint64_t after, struct collector *c, struct wal **w,
-		  char *err, size_t errlen)
+static int reopen(const char *dir, uint64_t after, struct collector *c, struct wal **w, char *err,
+		  size_t errlen)
 {
 	collector_reset(c);
 	return wal_open(dir, after, collect, c, w, err, errlen);
@@ -282,9 +282,11 @@ static void test_round_trip(void **state)
 	for (int i = 0; i < 5; i++) {
 		for (size_t j = 0; j < 10; j++)
 			data[i][j] = pattern((uint64_t)i + 1, j);
-		batch[i] = (struct wal_record){
-			.type = WAL_ENTRY, .index = (uint64_t)i + 1, .term = 1, .data = data[i],
-			.len = 10};
+		batch[i] = (struct wal_record){.type = WAL_ENTRY,
+					       .index = (uint64_t)i + 1,
+					       .term = 1,
+					       .data = data[i],
+					       .len = 10};
 	}
 	assert_int_equal(wal_write(w, batch, 5), 0);
 	put_hs(w, 1, 3, 4);
@@ -776,8 +778,7 @@ static void test_compact(void **state)
 	{
 		uint64_t index, off = first_entry(seg_path(dir, names[nseg - 1]), &index);
 
-		expect_corrupt(dir, 0, seg_path(dir, names[nseg - 1]), off,
-			       "snapshot ends at 0");
+		expect_corrupt(dir, 0, seg_path(dir, names[nseg - 1]), off, "snapshot ends at 0");
 	}
 }
 
@@ -844,22 +845,22 @@ int main(void)
 	qfs_log_set_level("error");
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_round_trip),
-		T(test_after_index_skips),
-		T(test_suffix_replacement),
-		T(test_rotation),
-		T(test_torn_tail_every_cut),
-		T(test_torn_tail_zeros),
-		T(test_corrupt_middle_payload),
-		T(test_corrupt_middle_length),
-		T(test_corrupt_last_record_payload),
-		T(test_garbage_after_bad_header),
-		T(test_length_over_max),
-		T(test_bad_structure),
-		T(test_corrupt_nonlast_segment),
-		T(test_compact),
-		T(test_missing_segment),
-		T(test_cb_stop_and_bad_write),
+	    T(test_round_trip),
+	    T(test_after_index_skips),
+	    T(test_suffix_replacement),
+	    T(test_rotation),
+	    T(test_torn_tail_every_cut),
+	    T(test_torn_tail_zeros),
+	    T(test_corrupt_middle_payload),
+	    T(test_corrupt_middle_length),
+	    T(test_corrupt_last_record_payload),
+	    T(test_garbage_after_bad_header),
+	    T(test_length_over_max),
+	    T(test_bad_structure),
+	    T(test_corrupt_nonlast_segment),
+	    T(test_compact),
+	    T(test_missing_segment),
+	    T(test_cb_stop_and_bad_write),
 #undef T
 	};
 
