@@ -27,12 +27,14 @@ SIM_SRCS := $(wildcard tests/sim/*.c)
 
 obj = $(patsubst %.c,build/$(1)/%.o,$(2))
 
-REL_CORE := $(call obj,rel,$(CORE_SRCS))
-ASAN_CORE := $(call obj,asan,$(CORE_SRCS))
+# The core is linked as an archive: a binary pulls in only what it uses.
+REL_CORE := build/rel/libqfs.a
+ASAN_CORE := build/asan/libqfs.a
 UNIT_BINS := $(patsubst tests/unit/%.c,build/asan/tests/unit/%,$(UNIT_SRCS))
 SIM_BIN := $(if $(SIM_SRCS),build/asan/tests/sim/sim)
 SEEDS ?= 20000
 
+.SECONDEXPANSION:
 .PHONY: all deps test unit sim e2e run bench format tsan clean
 all: bin/quorumfs bin/mount.quorumfs
 
@@ -44,11 +46,15 @@ build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
+build/%/libqfs.a: $$(call obj,$$*,$$(CORE_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
 build/tsan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(TSAN_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
-bin/quorumfs: $(REL_CORE) $(call obj,rel,$(FS_SRCS))
+bin/quorumfs: $(call obj,rel,$(FS_SRCS)) $(REL_CORE)
 	@mkdir -p bin
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
 
@@ -63,7 +69,7 @@ build/asan/tests/sim/sim: $(call obj,asan,$(SIM_SRCS)) $(ASAN_CORE)
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
 # ThreadSanitizer build of the daemon, for the FUSE-to-loop hand-off.
-tsan: $(call obj,tsan,$(CORE_SRCS) $(FS_SRCS))
+tsan: $(call obj,tsan,$(FS_SRCS)) build/tsan/libqfs.a
 	@mkdir -p bin
 	$(CC) $(TSAN_CFLAGS) -o bin/quorumfs-tsan $^ $(LIBS)
 

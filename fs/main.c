@@ -1,0 +1,88 @@
+/*
+ * The `quorumfs` command: subcommand dispatch. `serve` runs a member; the
+ * cluster and data commands of SPEC §2.2 arrive with the client port.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/errors.h"
+#include "../common/log.h"
+#include "config.h"
+#include "fs.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: quorumfs COMMAND [ARGS]\n\n"
+		     "commands:\n"
+		     "  serve     run a member and mount its tree (quorumfs serve --help)\n"
+		     "  version   print the version\n\n"
+		     "status, member, get/put/del, watch, txn, lease, snapshot, check and\n"
+		     "dump-wal come with the client port (not in this build).\n");
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct config cfg;
+	struct server *srv = NULL;
+	struct fs fs = {0};
+	bool mounted = false, clean = true;
+	int rv;
+
+	config_init(&cfg);
+	rv = config_parse_serve(&cfg, argc, argv);
+	if (rv) {
+		config_close(&cfg);
+		return rv == 1 ? 0 : 2;
+	}
+	if ((cfg.log_level && qfs_log_set_level(cfg.log_level)) ||
+	    (cfg.log_format && qfs_log_set_format(cfg.log_format))) {
+		fprintf(stderr, "quorumfs: --log-level takes debug|info|warn|error, "
+				"--log-format takes text|json\n");
+		config_close(&cfg);
+		return 2;
+	}
+	qfs_log_set_name(cfg.name);
+	signal(SIGPIPE, SIG_IGN);
+	rv = server_create(&cfg, &srv);
+	if (rv)
+		goto out;
+	if (cfg.mount) {
+		rv = fs_mount(&fs, srv, &cfg);
+		if (rv)
+			goto out;
+		mounted = true;
+	}
+	LOG_INFO("serving as a single member, data dir %s%s%s", cfg.data_dir,
+		 cfg.mount ? ", mounted at " : "", cfg.mount ? cfg.mount : "");
+	rv = server_run(srv);
+	if (mounted)
+		clean = fs_wait(&fs);
+	LOG_INFO("stopped%s", rv ? " after a WAL failure" : "");
+	if (!clean) /* FUSE threads may still read the store: leave it to exit() */
+		return rv ? 1 : 0;
+	if (mounted)
+		fs_close(&fs);
+out:
+	if (srv)
+		server_destroy(srv);
+	config_close(&cfg);
+	return rv ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
+	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+		printf("quorumfs 0.1\n");
+		return 0;
+	}
+	fprintf(stderr, "quorumfs: unknown command '%s' (see quorumfs --help)\n", argv[1]);
+	return 2;
+}

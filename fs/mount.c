@@ -1,0 +1,128 @@
+/*
+ * Mounting: the FUSE session, its multithreaded loop on a thread of its own,
+ * and the two ways a mount ends. A stop of the member (SIGTERM) unmounts
+ * from the loop thread once in-flight commits are done; an unmount from
+ * outside (umount, fusermount3 -u) ends the FUSE loop, which asks the member
+ * to stop. A dead mount left by a killed daemon is detached before mounting.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/log.h"
+#include "fs.h"
+
+static void *fuse_main_thread(void *arg)
+{
+	struct fs *fs = arg;
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+
+	if (lc) {
+		fuse_loop_cfg_set_max_threads(lc, 64);
+		fuse_loop_cfg_set_idle_threads(lc, 8);
+	}
+	fuse_session_loop_mt(fs->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	fs->thread_done = true;
+	server_shutdown(fs->srv); /* no-op when the stop began with the member */
+	return NULL;
+}
+
+static void stop_hook(void *arg)
+{
+	struct fs *fs = arg;
+
+	LOG_INFO("unmounting %s", fs->cfg->mount);
+	fuse_session_exit(fs->se);
+	fuse_session_unmount(fs->se);
+}
+
+static void detach_stale_mount(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == 0 || errno != ENOTCONN)
+		return;
+	LOG_WARN("%s is a dead mount (a previous daemon was killed); detaching it", dir);
+	if (umount2(dir, MNT_DETACH) != 0)
+		LOG_WARN("umount %s: %s", dir, strerror(errno));
+}
+
+int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
+{
+	char opts[4096];
+	char *argv[] = {"quorumfs", "-o", opts, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	int rv;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->srv = srv;
+	fs->cfg = cfg;
+	if ((rv = nodes_create(&fs->nodes)))
+		return rv;
+	snprintf(opts, sizeof(opts), "fsname=quorumfs,subtype=quorumfs,default_permissions%s%s",
+		 cfg->kernel_opts ? "," : "", cfg->kernel_opts ? cfg->kernel_opts : "");
+	detach_stale_mount(cfg->mount);
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		fprintf(stderr, "quorumfs: bad mount options '%s'\n", opts);
+		rv = QFS_EINVAL;
+		goto err_nodes;
+	}
+	if (fuse_session_mount(fs->se, cfg->mount) != 0) {
+		fprintf(stderr, "quorumfs: cannot mount at %s (does it exist? is /dev/fuse there?)\n",
+			cfg->mount);
+		rv = QFS_EIO;
+		goto err_session;
+	}
+	server_set_stop_hook(srv, stop_hook, fs);
+	if (pthread_create(&fs->thread, NULL, fuse_main_thread, fs) != 0) {
+		rv = QFS_ENOMEM;
+		goto err_mount;
+	}
+	fs->thread_started = true;
+	return 0;
+
+err_mount:
+	server_set_stop_hook(srv, NULL, NULL);
+	fuse_session_unmount(fs->se);
+err_session:
+	fuse_session_destroy(fs->se);
+	fs->se = NULL;
+err_nodes:
+	nodes_destroy(fs->nodes);
+	fs->nodes = NULL;
+	return rv;
+}
+
+bool fs_wait(struct fs *fs)
+{
+	struct timespec nap = {0, 10 * 1000 * 1000};
+
+	if (!fs->thread_started)
+		return true;
+	for (int i = 0; i < 500 && !fs->thread_done; i++)
+		nanosleep(&nap, NULL);
+	if (!fs->thread_done) {
+		LOG_WARN("FUSE threads still busy after unmount; exiting without waiting");
+		return false;
+	}
+	pthread_join(fs->thread, NULL);
+	fs->thread_started = false;
+	return true;
+}
+
+void fs_close(struct fs *fs)
+{
+	if (fs->se)
+		fuse_session_destroy(fs->se);
+	if (fs->nodes)
+		nodes_destroy(fs->nodes);
+	memset(fs, 0, sizeof(*fs));
+}
