@@ -90,6 +90,9 @@ struct store {
 	uint64_t size, nkeys;
 	struct node **ino_buckets;
 	size_t ino_nbuckets, ino_count;
+	/* Snapshot load pushes whole histories one key at a time, so the ino
+	 * map is only right once every key is in: it is built afterwards. */
+	bool loading;
 
 	/* The transaction being applied (txn_rev 0 outside one). */
 	uint64_t txn_rev;
@@ -129,6 +132,7 @@ struct node *node_first_postorder(struct node *top);
 struct node *node_next_postorder(const struct node *top, struct node *n);
 
 struct node *ino_find(const struct store *s, uint64_t ino);
+void ino_map_add(struct store *s, uint64_t ino, struct node *n);
 
 int state_init(struct store *s, bool with_root_version);
 void state_free(struct store *s);

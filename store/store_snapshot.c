@@ -276,7 +276,7 @@ static int load_nodes(struct store *t, struct qreader *r, uint64_t count)
 /* The current state must be a proper tree with unique inos. */
 static int load_check(struct store *t)
 {
-	const struct node *n = t->root;
+	struct node *n = t->root;
 	uint64_t live = 0;
 
 	while (n) {
@@ -288,9 +288,9 @@ static int load_check(struct store *t)
 		}
 		if (n->parent && node_cur(n->parent)->type != STORE_DIR)
 			return QFS_EMSG;
-		/* A duplicate ino displaced an earlier holder from the map. */
-		if (ino_find(t, v->ino) != n)
+		if (ino_find(t, v->ino))
 			return QFS_EMSG;
+		ino_map_add(t, v->ino, n);
 		live++;
 		n = node_next_preorder(t->root, n);
 	}
@@ -320,7 +320,9 @@ int store_snapshot_load(struct store *s, const uint8_t *data, size_t len)
 	rc = state_init(&t, false);
 	if (rc)
 		return rc;
+	t.loading = true;
 	rc = load_nodes(&t, &r, count);
+	t.loading = false;
 	if (!rc && r.left)
 		rc = QFS_EMSG;
 	if (!rc)

@@ -347,7 +347,7 @@ static void ino_grow(struct store *s)
 
 /* Maps ino to n, displacing whatever held ino or n before: during a rename
  * the destination takes the ino before the source is tombstoned. */
-static void ino_insert(struct store *s, uint64_t ino, struct node *n)
+void ino_map_add(struct store *s, uint64_t ino, struct node *n)
 {
 	struct node *old;
 	size_t h;
@@ -371,10 +371,12 @@ static void ino_insert(struct store *s, uint64_t ino, struct node *n)
 static void top_changed(struct store *s, struct node *n, bool was, uint64_t was_ino, bool is,
 			uint64_t is_ino)
 {
-	if (was && n->mapped_ino == was_ino)
-		ino_unlink(s, n);
-	if (is)
-		ino_insert(s, is_ino, n);
+	if (!s->loading) {
+		if (was && n->mapped_ino == was_ino)
+			ino_unlink(s, n);
+		if (is)
+			ino_map_add(s, is_ino, n);
+	}
 	if (was == is)
 		return;
 	if (is) {
