@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "../../common/errors.h"
 #include "../../store/entry.h"
@@ -616,7 +617,10 @@ static void test_txn_same_key_twice(void **state)
 	ops[1] = (struct store_op){ .type = STORE_OP_DELETE, .key = "/tmp" };
 	ops[2] = put_op("/b", STORE_FILE, "b");
 	t.nthen = 3;
+	size = store_size(f->s);
 	assert_int_equal(apply_txn(f, &t).err, 0);
+	/* Only /b's version is retained: key "/b", value "b", overhead. */
+	assert_int_equal(store_size(f->s), size + 2 + 1 + 32);
 	assert_int_equal(get_err(f, "/tmp", 0), QFS_ENOENT);
 	assert_int_equal(get_err(f, "/tmp", 1), QFS_ENOENT);
 	assert_string_equal(children(f, "/", 0, NULL), "a,b");
@@ -1196,6 +1200,126 @@ static void test_snapshot_bad_images(void **state)
 	qbuf_close(&b);
 }
 
+static void test_hash(void **state)
+{
+	struct fx *f = *state;
+	uint32_t h0, h1, h1_later, h;
+	uint8_t rec[18] = { '/', 0 }; /* "/" NUL, mod_rev 0, value length 0 */
+
+	assert_int_equal(store_hash(f->s, 0, &h0), 0);
+	assert_int_equal(h0, (uint32_t)crc32(crc32(0L, Z_NULL, 0), rec, sizeof(rec)));
+	assert_int_equal(put(f, "/a", "1"), 0);
+	assert_int_equal(store_hash(f->s, 0, &h1), 0);
+	assert_int_not_equal(h1, h0);
+	assert_int_equal(apply_op(f, (struct store_op){ .type = STORE_OP_SETATTR, .key = "/a",
+							.flags = STORE_ATTR_MODE, .mode = 0 }), 0);
+	assert_int_equal(store_hash(f->s, 0, &h), 0);
+	assert_int_not_equal(h, h1); /* mod_rev changed */
+	assert_int_equal(store_hash(f->s, 1, &h1_later), 0);
+	assert_int_equal(h1_later, h1);
+	assert_int_equal(store_hash(f->s, 0, &h), 0);
+	assert_int_equal(store_hash(f->s, 3, &h), QFS_EFUTUREREV);
+}
+
+struct count_ctx {
+	struct store *s;
+	uint64_t n;
+};
+
+static int check_kv_cb(void *arg, const struct store_kv *kv)
+{
+	struct count_ctx *c = arg;
+	struct store_kv byino;
+
+	c->n++;
+	assert_int_equal(store_get_ino(c->s, kv->ino, &byino), 0);
+	assert_string_equal(byino.key, kv->key);
+	return 0;
+}
+
+/* Random ops over a small key space: derived state stays consistent,
+ * failed transactions leave no trace, and a snapshot reproduces it all. */
+static void test_random_ops(void **state)
+{
+	struct fx *f = *state, g = { 0 };
+	static const char *keys[] = { "/a", "/b", "/a/x", "/a/y", "/b/x", "/a/x/z", "/c" };
+	const size_t nk = sizeof(keys) / sizeof(keys[0]);
+	unsigned seed = 4242;
+	struct qbuf b;
+	int iter, failed = 0, changed = 0;
+	uint64_t max_keys = 0;
+
+	for (iter = 0; iter < 3000; iter++) {
+		struct store_op ops[3];
+		struct store_txn t = { .then_ops = ops };
+		uint32_t h_before, h_after;
+		uint64_t size = store_size(f->s), rev = store_revision(f->s);
+		struct store_result res;
+		struct count_ctx c = { .s = f->s };
+		size_t i;
+
+		t.nthen = 1 + rand_r(&seed) % 3;
+		for (i = 0; i < t.nthen; i++) {
+			const char *k = keys[rand_r(&seed) % nk];
+
+			switch (rand_r(&seed) % 6) {
+			case 0:
+				ops[i] = put_op(k, STORE_FILE, "v");
+				break;
+			case 1:
+				ops[i] = put_op(k, STORE_DIR, NULL);
+				ops[i].flags = rand_r(&seed) % 2 ? STORE_PUT_MKPARENTS : 0;
+				break;
+			case 2:
+				ops[i] = (struct store_op){ .type = STORE_OP_DELETE, .key = k,
+							    .flags = rand_r(&seed) % 2 };
+				break;
+			case 3:
+			case 4:
+				ops[i] = (struct store_op){ .type = STORE_OP_RENAME, .key = k,
+							    .dst = keys[rand_r(&seed) % nk],
+							    .flags = rand_r(&seed) % 3 };
+				break;
+			default:
+				ops[i] = (struct store_op){ .type = STORE_OP_SETXATTR, .key = k,
+							    .xname = "user.x",
+							    .value = (const uint8_t *)"1",
+							    .value_len = 1 };
+			}
+		}
+		assert_int_equal(store_hash(f->s, 0, &h_before), 0);
+		res = apply_txn(f, &t);
+		assert_int_equal(store_hash(f->s, 0, &h_after), 0);
+		if (res.err) {
+			assert_int_equal(store_revision(f->s), rev);
+			assert_int_equal(store_size(f->s), size);
+			assert_int_equal(h_after, h_before);
+			failed++;
+		} else {
+			assert_true(store_revision(f->s) == rev || store_revision(f->s) == rev + 1);
+			changed += store_revision(f->s) == rev + 1;
+		}
+		if (store_key_count(f->s) > max_keys)
+			max_keys = store_key_count(f->s);
+		assert_int_equal(store_range(f->s, "/", 0, check_kv_cb, &c), 0);
+		assert_int_equal(c.n, store_key_count(f->s));
+		if (iter % 500 == 499)
+			assert_int_equal(compact(f, store_revision(f->s) - 20), 0);
+	}
+	/* The mix exercised both outcomes and grew real trees. */
+	assert_true(failed > 300);
+	assert_true(changed > 300);
+	assert_true(max_keys >= 6);
+	qbuf_init(&b);
+	assert_int_equal(store_snapshot_save(f->s, &b), 0);
+	assert_int_equal(store_create(NULL, &g.s), 0);
+	assert_int_equal(store_snapshot_load(g.s, b.data, b.len), 0);
+	g.index = f->index;
+	assert_same_state(f, &g);
+	store_destroy(g.s);
+	qbuf_close(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1222,6 +1346,8 @@ int main(void)
 		T_(test_compaction),
 		T_(test_snapshot_roundtrip),
 		T_(test_snapshot_bad_images),
+		T_(test_hash),
+		T_(test_random_ops),
 #undef T_
 	};
 
