@@ -35,6 +35,7 @@ SIM_BIN := $(if $(SIM_SRCS),build/asan/tests/sim/sim)
 SEEDS ?= 20000
 
 .SECONDEXPANSION:
+.SECONDARY:
 .PHONY: all deps test unit sim e2e run bench format tsan clean
 all: bin/quorumfs bin/mount.quorumfs
 
