@@ -114,7 +114,9 @@ uint64_t store_key_count(const struct store *s);         /* live keys now, "/" i
 int store_hash(const struct store *s, uint64_t rev, uint32_t *hash);
 
 /* rev 0 means the current revision. Errors: QFS_ENOENT (absent at rev),
- * QFS_ECOMPACTED (rev < compacted), QFS_EFUTUREREV (rev > current). */
+ * QFS_ECOMPACTED (rev < compacted), QFS_EFUTUREREV (rev > current), and
+ * store_key_check's errors (QFS_EPERM under /.quorumfs). nchildren is kept
+ * for the current revision and counted by a scan for past ones. */
 int store_get(const struct store *s, const char *key, uint64_t rev, struct store_kv *out);
 /* The live key with this ino, current revision only. QFS_ENOENT if none. */
 int store_get_ino(const struct store *s, uint64_t ino, struct store_kv *out);
@@ -196,6 +198,32 @@ struct store_op {
 	const char *xname;         /* SETXATTR/RMXATTR name */
 };
 
+/*
+ * Op errors (every op first checks its keys with store_key_check):
+ *   any:      QFS_ENOENT key (or a parent) absent; QFS_ENOTDIR a parent is
+ *             not a dir; QFS_ENOSPC the op grows the store past quota_bytes
+ *             (never for DELETE).
+ *   PUT:      QFS_EISDIR file/symlink PUT on a dir; QFS_EINVAL other type
+ *             mismatch, bad ftype, dir with a value, empty symlink target;
+ *             QFS_EFBIG value > max_value_bytes. A dir PUT on a dir is a touch.
+ *   DELETE:   QFS_EPERM on "/"; QFS_ENOTEMPTY dir with live children and no
+ *             RECURSIVE; DIR/NOTDIR as documented with the flags.
+ *   RENAME:   src == dst: no change (QFS_EEXIST with NOREPLACE, as Linux);
+ *             QFS_EINVAL dst inside src, either is "/", bad flags, EXCHANGE of
+ *             a key with its ancestor; QFS_EEXIST NOREPLACE and dst exists;
+ *             QFS_ENOENT EXCHANGE and dst absent; QFS_EISDIR file onto a dir;
+ *             QFS_ENOTDIR dir onto a non-dir; QFS_ENOTEMPTY dir onto a
+ *             non-empty dir. Moved keys keep ino, create_rev, mtime, value
+ *             and xattrs; version + 1, ctime = commit time.
+ *   SETATTR:  QFS_EINVAL unknown mask bits. ctime = commit time.
+ *   SETXATTR/RMXATTR: QFS_EINVAL name not "user.<something>" or under
+ *             "user.quorumfs."; QFS_ERANGE name > STORE_XATTR_NAME_MAX;
+ *             QFS_EFBIG value > STORE_XATTR_VALUE_MAX; QFS_ENODATA absent
+ *             (RMXATTR, REPLACE); QFS_EEXIST (CREATE).
+ * A directory's own version does not change when children come and go.
+ * Compares on a key that is absent (or invalid) see version/create/mod 0,
+ * and a VALUE compare on it is false whatever the op (as in etcd).
+ */
 struct store_txn {
 	const struct store_cmp *cmps;
 	size_t ncmps;
@@ -226,6 +254,10 @@ struct store_result {
  */
 int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t len,
 		struct store_result *res);
+
+/* An ENTRY_COMPACT uses no revision; res->err = QFS_EFUTUREREV when its
+ * revision is past the current one; at or below the compacted one it does
+ * nothing. */
 
 /* Marks index as applied without changing keys (entries not for the store). */
 int store_skip(struct store *s, uint64_t index);
