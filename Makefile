@@ -36,7 +36,7 @@ SEEDS ?= 20000
 
 .SECONDEXPANSION:
 .SECONDARY:
-.PHONY: all deps test unit sim e2e run bench format tsan clean
+.PHONY: all deps test unit sim e2e run bench format tsan install clean
 all: bin/quorumfs bin/mount.quorumfs
 
 build/rel/%.o: %.c
@@ -111,6 +111,12 @@ bench: deps
 format:
 	clang-format -i $(CORE_SRCS) $(FS_SRCS) $(HELPER_SRCS) $(UNIT_SRCS) $(SIM_SRCS) \
 		$(wildcard common/*.h store/*.h raft/*.h fs/*.h tests/*/*.h)
+
+# quorumfs on PATH, mount.quorumfs where mount(8) looks for helpers.
+PREFIX ?= /usr/local
+install: all
+	install -D -m 755 bin/quorumfs $(DESTDIR)$(PREFIX)/bin/quorumfs
+	install -D -m 755 bin/mount.quorumfs $(DESTDIR)/sbin/mount.quorumfs
 
 clean:
 	rm -rf build bin
