@@ -678,14 +678,11 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 			 size_t len, int flags, bool remove)
 {
 	struct fs *fs = FS(req);
-	struct store_kv kv;
 	struct target t;
-	struct store_op op = {.type = remove ? STORE_OP_RMXATTR : STORE_OP_SETXATTR,
-			      .xname = name, .value = (const uint8_t *)value, .value_len = len};
-	struct store_txn txn = {.then_ops = &op, .nthen = 1};
+	struct store_op ops[2];
+	struct store_txn txn = {.then_ops = ops};
 	struct commit_req cr = {.reply = REPLY_ERR, .req = req};
-	const uint8_t *old;
-	size_t old_len;
+	bool lease = strstr(name, XATTR_PREFIX "lease") || strstr(name, XATTR_PREFIX "ttl");
 	int rv;
 
 	if (strncmp(name, "user.", 5) != 0) {
@@ -693,11 +690,9 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		return;
 	}
 	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
-		/* revision/version/create_revision are read-only; leases are not built yet. */
 		LOG_INFO("%s %s: %s", remove ? "removexattr" : "setxattr", name,
-			 strstr(name, "lease") || strstr(name, "ttl") ? "leases are not implemented yet"
-								      : "read-only attribute");
-		fuse_reply_err(req, strstr(name, "lease") || strstr(name, "ttl") ? EOPNOTSUPP : EPERM);
+			 lease ? "leases are not implemented yet" : "read-only attribute");
+		fuse_reply_err(req, lease ? EOPNOTSUPP : EPERM);
 		return;
 	}
 	if (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX) {
@@ -706,23 +701,23 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	}
 	server_rdlock(fs->srv);
 	rv = fs_resolve(fs, ino, &t);
-	if (rv == 0 && (t.kind != T_STORE || fs->cfg->read_only))
-		rv = t.kind == T_REV ? QFS_EPERM : t.kind == T_PENDING ? QFS_EINVAL : QFS_EPERM;
-	if (rv == 0 && (flags & (XATTR_CREATE | XATTR_REPLACE))) {
-		int have = store_get(server_store(fs->srv), t.key, 0, &kv) == 0 &&
-			   store_kv_xattr_get(&kv, name, &old, &old_len) == 0;
-
-		if ((flags & XATTR_CREATE) && have)
-			rv = QFS_EEXIST;
-		if ((flags & XATTR_REPLACE) && !have)
-			rv = QFS_ENODATA;
-	}
 	server_unlock(fs->srv);
+	if (rv == 0 && (t.kind == T_REV || fs->cfg->read_only))
+		rv = QFS_EPERM;
+	if (rv == 0 && t.kind == T_PENDING) { /* its create and the xattr: one revision */
+		rv = fs_pending_put(fs, ino, t.key, &ops[txn.nthen++]);
+		cr.pending = ino;
+		cr.key = t.key;
+	}
 	if (rv) {
 		fs_reply_qfs_err(req, rv);
 		return;
 	}
-	op.key = t.key;
+	ops[txn.nthen++] = (struct store_op){
+		.type = remove ? STORE_OP_RMXATTR : STORE_OP_SETXATTR, .key = t.key, .xname = name,
+		.value = (const uint8_t *)value, .value_len = len,
+		.flags = (flags & XATTR_CREATE ? STORE_XATTR_CREATE : 0) |
+			 (flags & XATTR_REPLACE ? STORE_XATTR_REPLACE : 0)};
 	fs_commit(fs, &cr, &txn);
 }
 
