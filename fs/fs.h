@@ -45,7 +45,7 @@ struct fs {
 	struct fuse_session *se;
 	pthread_t thread;
 	bool thread_started;
-	volatile bool thread_done;
+	bool thread_done; /* atomic: the FUSE loop has ended */
 	struct nodes *nodes;
 };
 

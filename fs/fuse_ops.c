@@ -832,7 +832,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (off == 0 && !fill_add(&f, ".", S_IFDIR, ino))
 		goto reply;
-	if (f.off == 1 && !fill_add(&f, "..", S_IFDIR, 0))
+	if (f.off == 1 && !fill_add(&f, "..", S_IFDIR, STORE_ROOT_INO))
 		goto reply;
 	server_rdlock(fs->srv);
 	rv = fs_resolve(fs, ino, &t);

@@ -29,8 +29,8 @@ static void *fuse_main_thread(void *arg)
 	}
 	fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
-	fs->thread_done = true;
 	server_shutdown(fs->srv); /* no-op when the stop began with the member */
+	__atomic_store_n(&fs->thread_done, true, __ATOMIC_RELEASE); /* main may now free srv */
 	return NULL;
 }
 
@@ -107,9 +107,9 @@ bool fs_wait(struct fs *fs)
 
 	if (!fs->thread_started)
 		return true;
-	for (int i = 0; i < 500 && !fs->thread_done; i++)
+	for (int i = 0; i < 500 && !__atomic_load_n(&fs->thread_done, __ATOMIC_ACQUIRE); i++)
 		nanosleep(&nap, NULL);
-	if (!fs->thread_done) {
+	if (!__atomic_load_n(&fs->thread_done, __ATOMIC_ACQUIRE)) {
 		LOG_WARN("FUSE threads still busy after unmount; exiting without waiting");
 		return false;
 	}

@@ -190,8 +190,8 @@ int server_propose(struct server *srv, struct entry *e, server_done_cb cb, void 
 		return QFS_ESHUTDOWN;
 	}
 	fifo_push(&srv->submitted, p);
+	uv_async_send(&srv->wake); /* under mu: the stop cannot close it in between */
 	pthread_mutex_unlock(&srv->mu);
-	uv_async_send(&srv->wake);
 	return 0;
 }
 
@@ -328,10 +328,14 @@ static void maybe_stop(struct server *srv)
 
 void server_shutdown(struct server *srv)
 {
+	int first;
+
 	pthread_mutex_lock(&srv->mu);
+	first = !srv->stopping;
 	srv->stopping = 1;
+	if (first) /* once: the handle is closed soon after the stop begins */
+		uv_async_send(&srv->wake);
 	pthread_mutex_unlock(&srv->mu);
-	uv_async_send(&srv->wake);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
