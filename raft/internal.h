@@ -50,8 +50,6 @@ void raft_log_reset(struct raft_log *l, uint64_t index, uint64_t term);
 /* §5.4.1: is (index, term) at least as up to date as our last entry? */
 bool raft_log_up_to_date(const struct raft_log *l, uint64_t index, uint64_t term);
 
-void raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src); /* +ref */
-void raft_entry_release(struct raft_entry *e);
 
 /* ---- progress.c: the leader's view of each follower (§5.3, etcd's Progress) */
 

@@ -4,9 +4,9 @@
  * any allocation, and garbage gives QFS_EMSG, never a crash.
  *
  * u8 version | u8 type | u32 flags | u64 from, to, term, index, log_term,
- * commit, hint, ctx | u32 nentries | nentries * (u64 index, u64 term,
- * u8 type, bytes data) | SNAPSHOT only: u64 snap index, u64 snap term,
- * members (confchange.c) | u64 offset | u64 total | bytes chunk
+ * commit, hint, ctx, offset, total | u32 nentries | nentries * (u64 index,
+ * u64 term, u8 type, bytes data) | SNAPSHOT only: u64 snap index,
+ * u64 snap term, members (confchange.c), bytes chunk
  *
  * A decoded message copies the input once into a raft_buf; its entries and
  * chunk point into it and hold references.
@@ -33,6 +33,8 @@ int raft_msg_encode(const struct raft_msg *m, struct qbuf *out)
 	qbuf_put_u64(out, m->commit);
 	qbuf_put_u64(out, m->hint);
 	qbuf_put_u64(out, m->ctx);
+	qbuf_put_u64(out, m->offset);
+	qbuf_put_u64(out, m->total);
 	qbuf_put_u32(out, (uint32_t)m->nentries);
 	for (size_t i = 0; i < m->nentries; i++) {
 		const struct raft_entry *e = &m->entries[i];
@@ -46,8 +48,6 @@ int raft_msg_encode(const struct raft_msg *m, struct qbuf *out)
 		qbuf_put_u64(out, m->snap.index);
 		qbuf_put_u64(out, m->snap.term);
 		raft_members_encode(&m->snap.members, out);
-		qbuf_put_u64(out, m->offset);
-		qbuf_put_u64(out, m->total);
 		qbuf_put_bytes(out, m->data, m->len);
 	}
 	if (qbuf_error(out))
@@ -87,6 +87,8 @@ static int decode(struct raft_msg *m, struct raft_buf *b)
 	m->commit = qreader_u64(&rd);
 	m->hint = qreader_u64(&rd);
 	m->ctx = qreader_u64(&rd);
+	m->offset = qreader_u64(&rd);
+	m->total = qreader_u64(&rd);
 	n = qreader_u32(&rd);
 	if (qreader_error(&rd) || type < RAFT_MSG_APPEND || type >= RAFT_MSG_TYPE_END_ ||
 	    m->flags & ~(uint32_t)(RAFT_MSG_REJECT | RAFT_MSG_FORCE | RAFT_MSG_DONE))
@@ -120,8 +122,6 @@ static int decode(struct raft_msg *m, struct raft_buf *b)
 		m->snap.term = qreader_u64(&rd);
 		if (qreader_error(&rd) || raft_members_decode(&rd, &m->snap.members))
 			return QFS_EMSG;
-		m->offset = qreader_u64(&rd);
-		m->total = qreader_u64(&rd);
 		m->data = qreader_bytes(&rd, rd.left, &m->len);
 		if (qreader_error(&rd) || m->offset > m->total || m->len > m->total - m->offset)
 			return QFS_EMSG;

@@ -510,6 +510,14 @@ int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, size_t len
 	return 0;
 }
 
+int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *out)
+{
+	if (index < r->log.snap_index || index > raft_log_last_index(&r->log))
+		return QFS_ENOENT;
+	raft_conf_at(r, index, out);
+	return 0;
+}
+
 /* ---- ready / persisted ---------------------------------------------------- */
 
 static uint64_t apply_limit(const struct raft *r)

@@ -323,6 +323,10 @@ int raft_transfer(struct raft *r, uint64_t to);
  */
 int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, size_t len, uint64_t keep);
 
+/* The configuration in effect at index (snapshot index <= index <= last),
+ * to store with a snapshot taken at index. 0 or QFS_ENOENT. */
+int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *out);
+
 bool raft_has_ready(const struct raft *r);
 /* Takes the pending batch (see the header comment). 0 or QFS_ENOMEM. */
 int raft_ready_get(struct raft *r, struct raft_ready *rd);
@@ -369,5 +373,8 @@ void raft_msg_free(struct raft_msg *m);
 struct raft_buf *raft_buf_new(const void *data, size_t len);
 struct raft_buf *raft_buf_ref(struct raft_buf *b);
 void raft_buf_unref(struct raft_buf *b);
+/* Shallow copy of an entry taking a new reference on its bytes; release. */
+void raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src);
+void raft_entry_release(struct raft_entry *e);
 
 #endif

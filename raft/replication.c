@@ -347,6 +347,12 @@ void raft_step_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 		return;
 	p->recent_active = true;
 	p->probe_sent = false;
+	/* APPENDs may have been lost: let one more go out, so a gap shows up
+	 * as a rejection and the follower drops back to probing. */
+	if (p->state == PR_REPLICATE && p->in_count == p->in_cap) {
+		p->in_start = (p->in_start + 1) % p->in_cap;
+		p->in_count--;
+	}
 	if (m->ctx > p->read_ack) {
 		p->read_ack = m->ctx;
 		raft_read_on_ack(r);
