@@ -522,6 +522,10 @@ int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *o
 
 static uint64_t apply_limit(const struct raft *r)
 {
+	/* A received snapshot is loaded once durable; nothing after it may be
+	 * applied before that. */
+	if (r->img.index > r->snap_durable)
+		return r->applied;
 	return r->commit < r->stable_index ? r->commit : r->stable_index;
 }
 

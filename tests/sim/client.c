@@ -276,9 +276,13 @@ static void finish_read(struct sim *s, struct client *cl, struct sim_node *n)
 	int rc = store_get(n->st, keys[o->key], 0, &kv);
 
 	if (rc == 0) {
-		if (kv.value->len < 2 || kv.value->data[0] != 'v')
+		char buf[32];
+
+		if (kv.value->len < 2 || kv.value->len >= sizeof(buf) || kv.value->data[0] != 'v')
 			sim_fail(s, "read a value we never wrote");
-		o->value = strtoull((const char *)kv.value->data + 1, NULL, 10);
+		memcpy(buf, kv.value->data, kv.value->len);
+		buf[kv.value->len] = 0;
+		o->value = strtoull(buf + 1, NULL, 10);
 	} else if (rc != QFS_ENOENT) {
 		sim_fail(s, "store_get: %s", qfs_strerror(rc));
 	}
@@ -362,7 +366,10 @@ void sim_clients_check(struct sim *s)
 			sim_fail(s, "read of %s returned v%" PRIu64 ", never applied",
 				 keys[a->key], a->value);
 		if (w->inv > a->resp || w->key != a->key)
-			sim_fail(s, "read returned v%" PRIu64 " before it was written", a->value);
+			sim_fail(s, "c%d read of %s returned v%" PRIu64 " at [%" PRIu64 ",%" PRIu64
+				    "] but it is a write of %s at %" PRIu64,
+				 a->client, keys[a->key], a->value, a->inv, a->resp, keys[w->key],
+				 w->inv);
 		pos[i] = w->index;
 	}
 	for (size_t i = 0; i < c->nops; i++) {

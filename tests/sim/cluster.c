@@ -594,7 +594,7 @@ static void inject_transfer(struct sim *s)
 	uint64_t lid = sim_leader(s), to = random_node(s, false);
 	struct sim_node *l = sim_node(s, lid);
 
-	if (!l || !to)
+	if (!l || !to || to == lid)
 		return;
 	sim_trace(s, "n%llu transfer to n%llu: %s", (unsigned long long)lid,
 		  (unsigned long long)to, qfs_strerror(raft_transfer(l->r, to)));
@@ -609,21 +609,14 @@ static void reap_removed(struct sim *s)
 	for (uint64_t i = 1; i <= SIM_MAX_NODES; i++) {
 		struct sim_node *n = &s->nodes[i];
 
-		if (!n->exists || members_find(&s->committed_conf, i))
+		if (!n->exists)
 			continue;
-		/* Only members that were in a configuration once (not a learner
-		 * whose add is still in flight). */
-		if (!n->disk.snap.index && !n->disk.n)
-			continue;
-		if (n->up && n->r) {
-			struct raft_status st;
-
-			raft_status_get(n->r, &st);
-			if (st.commit < s->committed_conf_index)
-				continue;
-		} else if (n->up == false && n->disk.hs.commit < s->committed_conf_index) {
+		if (members_find(&s->committed_conf, i)) {
+			n->was_member = true;
 			continue;
 		}
+		if (!n->was_member)
+			continue; /* a learner whose addition is still in flight */
 		sim_trace(s, "n%llu removed for good", (unsigned long long)i);
 		if (n->up)
 			node_stop(s, n);
@@ -643,15 +636,15 @@ static void choose_params(struct sim *s)
 	p->dup_pct10 = (unsigned)sim_below(s, 3) * 20;    /* 0..4 % */
 	p->delay_max = 1 + (unsigned)sim_below(s, 20);
 	p->disk_max = (unsigned)sim_below(s, 12);
-	p->crash_pm = (unsigned)sim_below(s, 3) * 10;
-	p->part_pm = (unsigned)sim_below(s, 3) * 10;
-	p->conf_pm = (unsigned)sim_below(s, 3) * 8;
-	p->transfer_pm = (unsigned)sim_below(s, 3) * 5;
-	p->client_pct = 2 + (unsigned)sim_below(s, 6);
+	p->crash_pm = (unsigned)sim_below(s, 4) * 10;
+	p->part_pm = (unsigned)sim_below(s, 4) * 10;
+	p->conf_pm = (unsigned)sim_below(s, 4) * 15;
+	p->transfer_pm = (unsigned)sim_below(s, 3) * 10;
+	p->client_pct = 3 + (unsigned)sim_below(s, 8);
 	p->snap_every = 10 + (unsigned)sim_below(s, 40);
-	p->chunk = 16 + sim_below(s, 2000);
-	p->chaos_end = 1500;
-	p->end = 2500;
+	p->chunk = 512 + sim_below(s, 4096);
+	p->chaos_end = 4000;
+	p->end = 5500;
 }
 
 static void all_step(struct sim *s)

@@ -54,6 +54,7 @@ struct sim_node {
 	uint64_t id;
 	bool exists; /* created and not removed for good */
 	bool up;
+	bool was_member; /* in a committed configuration once */
 	uint64_t restart_at;
 	struct raft *r;
 	struct store *st;
