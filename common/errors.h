@@ -31,7 +31,8 @@
 	X(QFS_ENOTLEADER, "not the leader", EAGAIN)                            \
 	X(QFS_EMSG, "malformed message", EPROTO)                               \
 	X(QFS_ECOMPARE, "transaction compare failed", EEXIST)                  \
-	X(QFS_EBUSY, "a membership change is in progress", EBUSY)
+	X(QFS_EBUSY, "a membership change is in progress", EBUSY)              \
+	X(QFS_EAGAIN, "queue full, try again later", EAGAIN)
 
 enum {
 	QFS_OK = 0,
