@@ -20,6 +20,10 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
 _ERROR_LINE = re.compile(r'^\S+\s+error\s|"level"\s*:\s*"error"|AddressSanitizer|runtime error:')
+# A well-formed log line (text or JSON). Anything else on stderr (a fatal
+# message printed before logging is set up, an assertion, libfuse's own
+# complaints, a sanitizer report) counts as an error too.
+_LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\dT[\d:.]+Z (debug|info |warn |error) |^\{"ts":')
 _WARN_LINE = re.compile(r'^\S+\s+warn\s|"level"\s*:\s*"warn"')
 
 
@@ -245,7 +249,8 @@ class Member:
             return ""
 
     def error_lines(self):
-        return [l for l in self.log_text().splitlines() if _ERROR_LINE.search(l)]
+        return [l for l in self.log_text().splitlines()
+                if l.strip() and (_ERROR_LINE.search(l) or not _LOG_LINE.search(l))]
 
     def warn_lines(self, run=True):
         return [l for l in self.log_text(run).splitlines() if _WARN_LINE.search(l)]
