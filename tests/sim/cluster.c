@@ -15,6 +15,25 @@
 #define TRACE_LINES 48
 #define TRACE_LEN 200
 
+struct sim_stats sim_stats;
+
+void sim_stats_print(const char *who)
+{
+	const struct sim_stats *t = &sim_stats;
+
+	printf("%s: %llu schedules, %llu steps, %llu msgs (%llu dropped), %llu crashes, "
+	       "%llu leaders elected (max term %llu), %llu snapshots installed, "
+	       "%llu membership changes committed (%llu leader self-removals proposed), %llu transfers "
+	       "requested, %llu writes, %llu reads\n",
+	       who, (unsigned long long)t->schedules, (unsigned long long)t->steps,
+	       (unsigned long long)t->msgs, (unsigned long long)t->dropped,
+	       (unsigned long long)t->crashes, (unsigned long long)t->elections,
+	       (unsigned long long)t->max_term, (unsigned long long)t->snapshots_sent,
+	       (unsigned long long)t->confs_committed, (unsigned long long)t->leader_removed,
+	       (unsigned long long)t->transfers, (unsigned long long)t->writes,
+	       (unsigned long long)t->reads);
+}
+
 static char trace_ring[TRACE_LINES][TRACE_LEN];
 static unsigned trace_next;
 
@@ -207,6 +226,8 @@ static void sm_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
 			if (raft_conf_decode(e->data, e->len, &c))
 				sim_fail(s, "bad conf entry %llu", (unsigned long long)e->index);
 			if (e->index > s->committed_conf_index) {
+				if (c.op)
+					sim_stats.confs_committed++;
 				s->committed_conf = c.members;
 				s->committed_conf_index = e->index;
 			}
@@ -380,6 +401,11 @@ static void process_ready(struct sim *s, struct sim_node *n)
 
 		raft_ready_get(n->r, &rd);
 		if (rd.soft_changed || rd.role != n->role || rd.term != n->term) {
+			if (rd.role == RAFT_LEADER && n->role != RAFT_LEADER) {
+				sim_stats.elections++;
+				if (rd.term > sim_stats.max_term)
+					sim_stats.max_term = rd.term;
+			}
 			if (rd.role != n->role)
 				sim_trace(s, "n%llu %s term %llu leader %llu",
 					  (unsigned long long)n->id,
@@ -402,6 +428,7 @@ static void process_ready(struct sim *s, struct sim_node *n)
 			if (rd.snapshot) {
 				w.snap = *rd.snapshot;
 				w.snap.buf = raft_buf_ref(rd.snapshot->buf);
+				sim_stats.snapshots_sent++;
 				sim_trace(s, "n%llu receives snapshot %llu", (unsigned long long)n->id,
 					  (unsigned long long)rd.snapshot->index);
 			}
@@ -528,6 +555,7 @@ static void inject_crash(struct sim *s)
 
 	if (!n)
 		return;
+	sim_stats.crashes++;
 	sim_trace(s, "crash n%llu (%zu writes lost)", (unsigned long long)id, n->nwrites);
 	node_stop(s, n);
 	n->restart_at = s->now + 20 + sim_below(s, 300);
@@ -576,6 +604,8 @@ static void inject_conf(struct sim *s)
 	sim_trace(s, "n%llu proposes %s n%llu: %s", (unsigned long long)lid,
 		  op == RAFT_CONF_ADD_LEARNER ? "add-learner" : op == RAFT_CONF_PROMOTE ? "promote" : "remove",
 		  (unsigned long long)target, qfs_strerror(rc));
+	if (rc == 0 && op == RAFT_CONF_REMOVE && target == lid)
+		sim_stats.leader_removed++;
 	if (rc == 0 && op == RAFT_CONF_ADD_LEARNER && !s->nodes[target].exists) {
 		struct sim_node *n = &s->nodes[target];
 
@@ -596,6 +626,7 @@ static void inject_transfer(struct sim *s)
 
 	if (!l || !to || to == lid)
 		return;
+	sim_stats.transfers++;
 	sim_trace(s, "n%llu transfer to n%llu: %s", (unsigned long long)lid,
 		  (unsigned long long)to, qfs_strerror(raft_transfer(l->r, to)));
 	process_ready(s, l);
@@ -776,6 +807,12 @@ int sim_run(uint64_t seed, bool verbose)
 			 (unsigned long long)(s->p.end - s->p.chaos_end));
 	sim_clients_check(s);
 	ops = sim_clients_ops(s, &reads);
+	sim_stats.schedules++;
+	sim_stats.steps += s->now;
+	sim_stats.msgs += s->msgs_sent;
+	sim_stats.dropped += s->msgs_dropped;
+	sim_stats.writes += ops - reads;
+	sim_stats.reads += reads;
 	if (verbose)
 		printf("seed %llu ok: t=%llu, %llu ops (%llu reads), %llu msgs (%llu dropped), "
 		       "max applied %llu\n",

@@ -34,11 +34,16 @@ static void on_abort(int sig)
 
 static int run_range(uint64_t base, uint64_t n, unsigned jobs, unsigned job)
 {
+	char who[32];
+
 	for (uint64_t seed = base + job; seed < base + n; seed += jobs) {
 		current_seed = seed;
 		if (sim_run(seed, false))
 			return 1;
 	}
+	snprintf(who, sizeof(who), "sim worker %u", job);
+	sim_stats_print(who);
+	fflush(stdout);
 	return 0;
 }
 

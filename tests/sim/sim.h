@@ -111,6 +111,14 @@ struct sim {
 	uint64_t committed_conf_index;
 };
 
+/* Totals over the schedules a process ran, for the summary line. */
+struct sim_stats {
+	uint64_t schedules, steps, msgs, dropped, crashes, elections, snapshots_sent,
+		confs_committed, leader_removed, transfers, writes, reads, max_term;
+};
+extern struct sim_stats sim_stats;
+void sim_stats_print(const char *who);
+
 /* cluster.c */
 uint64_t sim_rand(struct sim *s);
 uint64_t sim_below(struct sim *s, uint64_t n);
