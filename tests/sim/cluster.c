@@ -280,10 +280,21 @@ static void node_start(struct sim *s, struct sim_node *n)
 	n->tick_phase = sim_below(s, SIM_TICK);
 }
 
-static void node_stop(struct sim *s, struct sim_node *n)
+static void disk_write(struct sim_disk *d, const struct sim_write *w);
+
+static void node_stop(struct sim *s, struct sim_node *n, bool crash)
 {
-	for (size_t i = 0; i < n->nwrites; i++)
+	/* A crash may land after some writes reached the disk but before
+	 * anyone heard about it: a random prefix of the queue survives. */
+	bool lost = !crash;
+
+	for (size_t i = 0; i < n->nwrites; i++) {
+		if (!lost && sim_below(s, 2))
+			disk_write(&n->disk, &n->writes[i]);
+		else
+			lost = true;
 		write_free(&n->writes[i]);
+	}
 	n->nwrites = 0;
 	raft_destroy(n->r);
 	n->r = NULL;
@@ -294,10 +305,8 @@ static void node_stop(struct sim *s, struct sim_node *n)
 	sim_clients_on_crash(s, n);
 }
 
-static void write_complete(struct sim *s, struct sim_node *n, struct sim_write *w)
+static void disk_write(struct sim_disk *d, const struct sim_write *w)
 {
-	struct sim_disk *d = &n->disk;
-
 	if (w->snap.index && w->snap.index > d->snap.index) {
 		if (w->snap.discard_log)
 			disk_drop_upto(d, UINT64_MAX);
@@ -309,6 +318,11 @@ static void write_complete(struct sim *s, struct sim_node *n, struct sim_write *
 		disk_append(d, &w->entries[i]);
 	if (w->hs_changed)
 		d->hs = w->hs;
+}
+
+static void write_complete(struct sim *s, struct sim_node *n, struct sim_write *w)
+{
+	disk_write(&n->disk, w);
 	if (w->snap.index)
 		sm_load(s, n, &w->snap);
 	raft_persisted(n->r, w->seq);
@@ -519,6 +533,8 @@ static void inject_partition(struct sim *s)
 {
 	uint64_t a = random_node(s, false), b = random_node(s, false);
 
+	if (sim_below(s, 2) && sim_leader(s))
+		a = sim_leader(s);
 	switch (sim_below(s, 4)) {
 	case 0:
 		heal(s);
@@ -550,14 +566,16 @@ static void inject_partition(struct sim *s)
 
 static void inject_crash(struct sim *s)
 {
-	uint64_t id = random_node(s, true);
+	/* Leaders half the time: they hold the uncommitted tails that make the
+	 * interesting histories (§5.4.2, Figure 8). */
+	uint64_t id = sim_below(s, 2) && sim_leader(s) ? sim_leader(s) : random_node(s, true);
 	struct sim_node *n = sim_node(s, id);
 
 	if (!n)
 		return;
 	sim_stats.crashes++;
 	sim_trace(s, "crash n%llu (%zu writes lost)", (unsigned long long)id, n->nwrites);
-	node_stop(s, n);
+	node_stop(s, n, true);
 	n->restart_at = s->now + 20 + sim_below(s, 300);
 }
 
@@ -650,7 +668,7 @@ static void reap_removed(struct sim *s)
 			continue; /* a learner whose addition is still in flight */
 		sim_trace(s, "n%llu removed for good", (unsigned long long)i);
 		if (n->up)
-			node_stop(s, n);
+			node_stop(s, n, false);
 		n->exists = false;
 		for (uint64_t j = 1; j <= SIM_MAX_NODES; j++)
 			s->blocked[i][j] = s->blocked[j][i] = false;
@@ -822,7 +840,7 @@ int sim_run(uint64_t seed, bool verbose)
 		       (unsigned long long)s->max_applied);
 	for (uint64_t id = 1; id <= SIM_MAX_NODES; id++) {
 		if (s->nodes[id].up)
-			node_stop(s, &s->nodes[id]);
+			node_stop(s, &s->nodes[id], false);
 		disk_close(&s->nodes[id].disk);
 		free(s->nodes[id].writes);
 	}
