@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from qfs import read_file, wal_records, WAL_HEADER, write_file
+from qfs import read_file, wait_until, wal_records, WAL_HEADER, write_file
 
 
 def test_kill9_loses_no_closed_write(members):
@@ -123,3 +123,42 @@ def test_torn_wal_tail_is_truncated_and_logged(members):
     m.kill9()
     m.restart()
     assert read_file(m.p("after")) == b"ok"
+
+
+def test_kill9_under_concurrent_writers(members):
+    """Group commit: every write whose close() returned before the kill survives it."""
+    import threading
+    m = members.start("n1")
+    m.sh("mkdir w")
+    acked, stop = {}, threading.Event()
+
+    def writer(t):
+        i = 0
+        while not stop.is_set():
+            key, val = f"w/t{t:02d}", f"{t}:{i}"
+            if write_file(m.p(key), val) is not None:
+                return  # the daemon is gone
+            acked[key] = val
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(32)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(acked) == 32 and m.revision() > 500, 20)
+        snapshot = dict(acked)
+        m.proc.kill()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    m.proc.wait(15)
+    # Writers may have got one more ack between the snapshot and the kill.
+    final = dict(acked)
+    m.kill9()
+    m.restart()
+    assert len(snapshot) == 32
+    for key, val in final.items():
+        got = read_file(m.p(key)).decode()
+        t, i = got.split(":")
+        assert int(i) >= int(val.split(":")[1]), f"{key}: acked {val}, recovered {got}"

@@ -154,3 +154,20 @@ def test_statfs_reflects_quota(members):
     free1 = os.statvfs(m.p()).f_bavail * st.f_frsize
     assert free1 <= free0 - (2 * MIB) + max(st.f_frsize, 4096), (free0, free1)
     assert st.f_namemax == 255
+
+
+def test_racing_creators_exactly_one_wins(member):
+    """O_EXCL and mkdir are the shell's lock: one winner, everyone else EEXIST."""
+    from concurrent.futures import ThreadPoolExecutor
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for round_ in range(20):
+        with ThreadPoolExecutor(16) as pool:
+            files = list(pool.map(lambda i: write_file(member.p(f"lock{round_}"), str(i), flags),
+                                  range(16)))
+            dirs = list(pool.map(lambda i: errno_of(os.mkdir, member.p(f"dlock{round_}")),
+                                 range(16)))
+        assert files.count(None) == 1 and files.count(errno.EEXIST) == 15, files
+        assert dirs.count(None) == 1 and dirs.count(errno.EEXIST) == 15, dirs
+        # The winner's close() returned: its value is what everyone reads now.
+        winner = str(files.index(None)).encode()
+        assert read_file(member.p(f"lock{round_}")) == winner, f"round {round_}"
