@@ -218,3 +218,15 @@ void raft_step_vote_resp(struct raft *r, const struct raft_msg *m)
 		raft_become_follower(r, r->term, 0);
 	}
 }
+
+void raft_leader_unreachable(struct raft *r)
+{
+	unsigned delay;
+
+	if (r->role != RAFT_FOLLOWER || !r->leader)
+		return;
+	r->leader = 0;
+	delay = 1 + (unsigned)(raft_rand(r) % (r->o.election_ticks / 2 ? r->o.election_ticks / 2 : 1));
+	if (r->rand_timeout > delay && r->election_elapsed < r->rand_timeout - delay)
+		r->election_elapsed = r->rand_timeout - delay;
+}

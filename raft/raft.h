@@ -310,6 +310,16 @@ int raft_conf_decode(const uint8_t *p, size_t len, struct raft_conf_change *out)
  * unique id). 0, or QFS_ENOTLEADER when no leader is known. */
 int raft_read_index(struct raft *r, uint64_t ctx);
 
+/*
+ * The transport saw the connection to the current leader reset. Drops the
+ * leader lease (so this member may grant votes) and, if it can campaign,
+ * brings its election timeout forward to a short random delay (1 ..
+ * election_ticks / 2 ticks) instead of a full timeout: a crashed leader is
+ * replaced quickly, and members that notice together rarely split the vote.
+ * PreVote keeps a false alarm harmless. No-op unless a follower.
+ */
+void raft_leader_unreachable(struct raft *r);
+
 /* Leader only: hands leadership to voter `to` (TimeoutNow once it has caught
  * up; gives up after an election timeout). 0, QFS_ENOTLEADER, QFS_EINVAL. */
 int raft_transfer(struct raft *r, uint64_t to);

@@ -577,6 +577,17 @@ static void inject_crash(struct sim *s)
 	sim_trace(s, "crash n%llu (%zu writes lost)", (unsigned long long)id, n->nwrites);
 	node_stop(s, n, true);
 	n->restart_at = s->now + 20 + sim_below(s, 300);
+	/* Members connected to it see the connection reset (sometimes). */
+	for (uint64_t i = 1; i <= SIM_MAX_NODES; i++) {
+		struct sim_node *f = &s->nodes[i];
+		struct raft_status st;
+
+		if (!f->up || s->blocked[i][id] || sim_below(s, 2))
+			continue;
+		raft_status_get(f->r, &st);
+		if (st.leader == id)
+			raft_leader_unreachable(f->r);
+	}
 }
 
 static void inject_conf(struct sim *s)

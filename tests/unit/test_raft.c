@@ -258,6 +258,28 @@ static void test_check_quorum(void **state)
 	net_free(t);
 }
 
+static void test_leader_unreachable(void **state)
+{
+	struct tnet *t = elected(3);
+	int k = 0;
+
+	(void)state;
+	isolate(t, 1, true);
+	raft_leader_unreachable(t->n[2].r);
+	raft_leader_unreachable(t->n[3].r);
+	assert_int_equal(status(t, 2).leader, 0);
+	/* Far sooner than a full election timeout (10..19 ticks). */
+	while (status(t, 2).role != RAFT_LEADER && status(t, 3).role != RAFT_LEADER && k < 8) {
+		raft_tick(t->n[2].r);
+		raft_tick(t->n[3].r);
+		pump(t);
+		k++;
+	}
+	assert_true(k < 8);
+	assert_true(status(t, 2).term > 2);
+	net_free(t);
+}
+
 static void test_vote_persisted_before_sent(void **state)
 {
 	struct tnet *t = cluster(3);
@@ -758,6 +780,7 @@ int main(void)
 		cmocka_unit_test(test_election),
 		cmocka_unit_test(test_prevote_keeps_term),
 		cmocka_unit_test(test_check_quorum),
+		cmocka_unit_test(test_leader_unreachable),
 		cmocka_unit_test(test_vote_persisted_before_sent),
 		cmocka_unit_test(test_replication),
 		cmocka_unit_test(test_follower_ack_waits_for_persist),
