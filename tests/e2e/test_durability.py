@@ -1,4 +1,5 @@
 """Durability and recovery: kill -9, clean restart, damaged WAL (SPEC §3.2, §3.8, §5)."""
+import json
 import os
 import re
 import signal
@@ -49,6 +50,17 @@ def test_clean_restart_keeps_data_and_revision(members, sig):
     assert os.stat(m.p("conf/x")).st_ino == ino
     m.sh("echo c > conf/z")
     assert m.revision() == rev + 1, "revisions continue where they stopped"
+
+
+def test_json_log_format(members):
+    m = members.start("n1", "--log-format", "json", "--log-level", "debug")
+    m.sh("echo v > k")
+    m.stop()
+    lines = m.log_text().splitlines()
+    assert lines
+    for line in lines:
+        rec = json.loads(line)
+        assert rec["level"] in ("debug", "info", "warn") and rec["member"] == "n1", line
 
 
 def test_restart_after_snapshot(members):

@@ -2,6 +2,7 @@
 import errno
 import os
 import stat
+import time
 
 from qfs import errname, errno_of, read_file, write_file
 
@@ -130,9 +131,13 @@ def test_quota_enospc_reads_and_deletes_keep_working(members):
         written.append(f"f{i}")
     assert err == errno.ENOSPC, f"expected ENOSPC within 200 x 32 KiB, got {errname(err)}"
     assert written, "the first 32 KiB already failed: quota is not 1 MiB"
-    r = m.sh("head -c 32K /dev/zero > more", check=False)
-    assert r.returncode != 0 and "No space left on device" in r.stderr
-    assert not os.path.exists(m.p("more"))
+    r = m.sh("head -c 32K /dev/zero > more; ls more 2>/dev/null", check=False)
+    assert "No space left on device" in r.stderr
+    seen_right_after = r.stdout.strip() == "more"
+    time.sleep(0.5)
+    assert not os.path.exists(m.p("more")), "a refused write left its key behind"
+    assert not seen_right_after, \
+        "close() failed with ENOSPC but the file was still there right after it"
     assert not os.path.exists(m.p(f"f{len(written)}")), "a refused write left a key"
     # Reads and deletes keep working.
     assert read_file(m.p(written[0])) == blob

@@ -79,6 +79,22 @@ def test_mount_t_quorumfs_then_umount(members, sbin_helper):
     wait_daemon_gone(m, pids)
 
 
+def test_fstab_line(members, sbin_helper, tmp_path):
+    """An fstab line like contrib/fstab.example's, through `mount DIR` (-T: our fstab)."""
+    m = helper_member(members, "n1")
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"quorumfs {m.mnt} quorumfs data_dir={m.data_dir},name=n1,"
+                     "allow_other,default_permissions,_netdev,noauto 0 0\n")
+    r = sh(f"mount -T {fstab} {m.mnt}", check=False)
+    assert r.returncode == 0, r.stderr
+    assert m.status()["name"] == "n1"
+    m.sh("mkdir d && echo x > d/f")
+    pids = daemon_pids(m.mnt)
+    r = sh(f"umount {m.mnt}", check=False)
+    assert r.returncode == 0, r.stderr
+    wait_daemon_gone(m, pids)
+
+
 def test_helper_maps_serve_flags_and_mount_options(members):
     m = helper_member(members, "n2")
     r = subprocess.run([HELPER, "quorumfs", m.mnt, "-n", "-o",
