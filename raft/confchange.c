@@ -202,8 +202,11 @@ void raft_conf_on_commit(struct raft *r)
 int raft_propose_conf(struct raft *r, enum raft_conf_op op, uint64_t id, const uint8_t *context,
 		      size_t context_len)
 {
-	struct raft_conf_change c = {.op = op, .id = id, .context = context,
-				     .context_len = context_len, .members = r->members};
+	struct raft_conf_change c = {.op = op,
+				     .id = id,
+				     .context = context,
+				     .context_len = context_len,
+				     .members = r->members};
 	struct raft_member *mb = NULL;
 	uint64_t t;
 	struct qbuf b;

@@ -51,8 +51,8 @@ int raft_dedup_check(struct raft_dedup *d, uint64_t origin, uint64_t request_id)
 		}
 		memmove(d->o + i + 1, d->o + i, (d->n - i) * sizeof(*d->o));
 		d->n++;
-		d->o[i] = (struct raft_dedup_origin){.origin = origin, .max_id = request_id,
-						     .window = 1};
+		d->o[i] =
+		    (struct raft_dedup_origin){.origin = origin, .max_id = request_id, .window = 1};
 		return 1;
 	}
 	o = &d->o[i];

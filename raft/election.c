@@ -184,8 +184,8 @@ void raft_step_vote(struct raft *r, const struct raft_msg *m)
 	bool pre = m->type == RAFT_MSG_PREVOTE;
 	struct raft_msg resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
 				.to = m->from};
-	bool can = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
-		   (pre && m->term > r->term);
+	bool can =
+	    r->vote == m->from || (r->vote == 0 && r->leader == 0) || (pre && m->term > r->term);
 
 	if (can && raft_log_up_to_date(&r->log, m->index, m->log_term)) {
 		resp.term = m->term;
@@ -226,7 +226,8 @@ void raft_leader_unreachable(struct raft *r)
 	if (r->role != RAFT_FOLLOWER || !r->leader)
 		return;
 	r->leader = 0;
-	delay = 1 + (unsigned)(raft_rand(r) % (r->o.election_ticks / 2 ? r->o.election_ticks / 2 : 1));
+	delay =
+	    1 + (unsigned)(raft_rand(r) % (r->o.election_ticks / 2 ? r->o.election_ticks / 2 : 1));
 	if (r->rand_timeout > delay && r->election_elapsed < r->rand_timeout - delay)
 		r->election_elapsed = r->rand_timeout - delay;
 }

@@ -15,10 +15,10 @@
 #include "raft.h"
 
 /* Always-on safety check: Raft invariants are never compiled out. */
-#define RAFT_INVARIANT(r, cond, ...)                                                  \
-	do {                                                                           \
-		if (!(cond))                                                           \
-			raft_invariant_fail((r), __FILE__, __LINE__, #cond, __VA_ARGS__); \
+#define RAFT_INVARIANT(r, cond, ...)                                                               \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			raft_invariant_fail((r), __FILE__, __LINE__, #cond, __VA_ARGS__);          \
 	} while (0)
 
 void raft_invariant_fail(const struct raft *r, const char *file, int line, const char *cond,
@@ -49,7 +49,6 @@ void raft_log_compact(struct raft_log *l, uint64_t index);
 void raft_log_reset(struct raft_log *l, uint64_t index, uint64_t term);
 /* §5.4.1: is (index, term) at least as up to date as our last entry? */
 bool raft_log_up_to_date(const struct raft_log *l, uint64_t index, uint64_t term);
-
 
 /* ---- progress.c: the leader's view of each follower (§5.3, etcd's Progress) */
 
@@ -90,16 +89,16 @@ struct queued_msg {
 
 struct pending_read {
 	uint64_t ctx;
-	uint64_t from;  /* member that asked (self for local reads) */
+	uint64_t from;	/* member that asked (self for local reads) */
 	uint64_t index; /* commit index when accepted */
-	uint64_t seq;   /* heartbeat round that confirms it; 0 = waiting for a
+	uint64_t seq;	/* heartbeat round that confirms it; 0 = waiting for a
 			 * commit in the leader's term */
 };
 
 struct batch {
 	uint64_t seq;
 	uint64_t last_index, last_term; /* log end when handed out */
-	uint64_t snap_index;            /* snapshot it carried, 0 = none */
+	uint64_t snap_index;		/* snapshot it carried, 0 = none */
 };
 
 struct raft {
@@ -115,11 +114,11 @@ struct raft {
 
 	/* Membership: latest configuration in the log (dissertation §4.1). */
 	struct raft_members members;
-	uint64_t members_index; /* index of its CONF entry; 0 = snapshot/none */
+	uint64_t members_index;		  /* index of its CONF entry; 0 = snapshot/none */
 	struct raft_members snap_members; /* configuration at log.snap_index */
-	struct raft_snapshot img; /* latest state machine image, for followers
-				   * (index >= log.snap_index; buf NULL = none) */
-	uint64_t snap_durable;    /* newest snapshot index known durable */
+	struct raft_snapshot img;	  /* latest state machine image, for followers
+					   * (index >= log.snap_index; buf NULL = none) */
+	uint64_t snap_durable;		  /* newest snapshot index known durable */
 
 	/* Leader. */
 	struct progress prs[RAFT_MAX_MEMBERS];
@@ -134,12 +133,12 @@ struct raft {
 	uint64_t rng;
 
 	/* Durability handshake. */
-	uint64_t dirty_seq;      /* bumped by each change that must be durable */
-	uint64_t persisted_seq;  /* acknowledged by raft_persisted() */
+	uint64_t dirty_seq;	/* bumped by each change that must be durable */
+	uint64_t persisted_seq; /* acknowledged by raft_persisted() */
 	bool hs_dirty;
 	struct raft_hardstate hs_handed;
-	uint64_t unstable_from;  /* first entry not yet handed out to persist */
-	uint64_t stable_index;   /* last entry known durable */
+	uint64_t unstable_from;		/* first entry not yet handed out to persist */
+	uint64_t stable_index;		/* last entry known durable */
 	struct raft_snapshot *snap_out; /* received snapshot to hand out */
 	struct batch *batches;
 	size_t nbatches, cap_batches;
@@ -207,8 +206,8 @@ void raft_step_vote_resp(struct raft *r, const struct raft_msg *m);
 bool raft_quorum_has(const struct raft *r, const uint64_t *ids, size_t n);
 
 /* replication.c */
-int raft_append_local(struct raft *r, enum raft_entry_type type, const uint8_t *data,
-		      size_t len, struct raft_buf *buf);
+int raft_append_local(struct raft *r, enum raft_entry_type type, const uint8_t *data, size_t len,
+		      struct raft_buf *buf);
 bool raft_send_append(struct raft *r, struct progress *p, bool send_empty);
 void raft_bcast_append(struct raft *r);
 void raft_bcast_heartbeat(struct raft *r, uint64_t ctx);

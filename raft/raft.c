@@ -183,8 +183,7 @@ int raft_create(const struct raft_options *o, const struct raft_restore *rs, str
 		for (size_t i = 0; i < rs->nentries; i++) {
 			const struct raft_entry *e = &rs->entries[i];
 
-			if (e->term < prev_term || e->term == 0 ||
-			    (e->len && !e->data)) {
+			if (e->term < prev_term || e->term == 0 || (e->len && !e->data)) {
 				rc = QFS_EINVAL;
 				goto err_log;
 			}
@@ -306,8 +305,8 @@ static bool step_term(struct raft *r, const struct raft_msg *m)
 
 			raft_send(r, &resp);
 		} else if (m->type == RAFT_MSG_PREVOTE) {
-			struct raft_msg resp = {.type = RAFT_MSG_PREVOTE_RESP, .to = m->from,
-						.flags = RAFT_MSG_REJECT};
+			struct raft_msg resp = {
+			    .type = RAFT_MSG_PREVOTE_RESP, .to = m->from, .flags = RAFT_MSG_REJECT};
 
 			raft_send(r, &resp);
 		}
@@ -548,8 +547,7 @@ bool raft_has_ready(const struct raft *r)
 	return false;
 }
 
-static struct raft_entry *copy_entries(const struct raft *r, uint64_t from, uint64_t to,
-				       size_t *n)
+static struct raft_entry *copy_entries(const struct raft *r, uint64_t from, uint64_t to, size_t *n)
 {
 	struct raft_entry *a;
 
@@ -598,10 +596,10 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
 			r->cap_batches = cap;
 		}
 		r->batches[r->nbatches++] = (struct batch){
-			.seq = rd->seq,
-			.last_index = last,
-			.last_term = raft_log_last_term(&r->log),
-			.snap_index = rd->snapshot ? rd->snapshot->index : 0,
+		    .seq = rd->seq,
+		    .last_index = last,
+		    .last_term = raft_log_last_term(&r->log),
+		    .snap_index = rd->snapshot ? rd->snapshot->index : 0,
 		};
 	}
 
@@ -638,8 +636,8 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
 	rd->role = r->role;
 	rd->leader = r->leader;
 	rd->term = r->term;
-	rd->soft_changed = r->role != r->soft_role || r->leader != r->soft_leader ||
-			   r->term != r->soft_term;
+	rd->soft_changed =
+	    r->role != r->soft_role || r->leader != r->soft_leader || r->term != r->soft_term;
 	r->soft_role = r->role;
 	r->soft_leader = r->leader;
 	r->soft_term = r->term;
@@ -721,8 +719,8 @@ void raft_status_get(const struct raft *r, struct raft_status *st)
 	for (uint32_t i = 0; i < r->members.n; i++) {
 		for (size_t j = 0; j < r->nprs; j++)
 			if (r->prs[j].id == r->members.m[i].id)
-				st->match[i] = r->prs[j].id == r->id ? r->stable_index
-								     : r->prs[j].match;
+				st->match[i] =
+				    r->prs[j].id == r->id ? r->stable_index : r->prs[j].match;
 	}
 }
 

@@ -88,7 +88,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RAFT_MAX_MEMBERS 16            /* voters + learners */
+#define RAFT_MAX_MEMBERS 16	       /* voters + learners */
 #define RAFT_MSG_MAX_BYTES (64u << 20) /* encoded message bound */
 #define RAFT_CONF_CONTEXT_MAX 1024     /* bytes of caller context per change */
 
@@ -127,7 +127,7 @@ struct raft_members {
 /* Durable per-member state (§5, Figure 2 "Persistent state"). */
 struct raft_hardstate {
 	uint64_t term;
-	uint64_t vote;   /* 0 = none */
+	uint64_t vote;	 /* 0 = none */
 	uint64_t commit; /* not required for safety; saves re-applying work */
 };
 
@@ -146,20 +146,20 @@ struct raft_snapshot {
 };
 
 enum raft_msg_type {
-	RAFT_MSG_APPEND = 1,    /* AppendEntries (§5.3) */
+	RAFT_MSG_APPEND = 1, /* AppendEntries (§5.3) */
 	RAFT_MSG_APPEND_RESP,
-	RAFT_MSG_VOTE,          /* RequestVote (§5.2) */
+	RAFT_MSG_VOTE, /* RequestVote (§5.2) */
 	RAFT_MSG_VOTE_RESP,
-	RAFT_MSG_PREVOTE,       /* dissertation §9.6 */
+	RAFT_MSG_PREVOTE, /* dissertation §9.6 */
 	RAFT_MSG_PREVOTE_RESP,
-	RAFT_MSG_HEARTBEAT,     /* empty AppendEntries carrying a ReadIndex ctx */
+	RAFT_MSG_HEARTBEAT, /* empty AppendEntries carrying a ReadIndex ctx */
 	RAFT_MSG_HEARTBEAT_RESP,
-	RAFT_MSG_SNAPSHOT,      /* one InstallSnapshot chunk (§7) */
+	RAFT_MSG_SNAPSHOT, /* one InstallSnapshot chunk (§7) */
 	RAFT_MSG_SNAPSHOT_RESP,
-	RAFT_MSG_TIMEOUT_NOW,   /* leadership transfer (dissertation §3.10) */
-	RAFT_MSG_READ_INDEX,    /* forwarded ReadIndex request (term 0) */
+	RAFT_MSG_TIMEOUT_NOW, /* leadership transfer (dissertation §3.10) */
+	RAFT_MSG_READ_INDEX,  /* forwarded ReadIndex request (term 0) */
 	RAFT_MSG_READ_INDEX_RESP,
-	RAFT_MSG_PROPOSE,       /* forwarded proposal (term 0) */
+	RAFT_MSG_PROPOSE, /* forwarded proposal (term 0) */
 	RAFT_MSG_TYPE_END_
 };
 
@@ -204,7 +204,7 @@ struct raft_ready {
 	bool hs_changed;
 	struct raft_hardstate hs;
 	struct raft_snapshot *snapshot; /* NULL or one to persist and load */
-	struct raft_entry *entries;     /* to persist, in order */
+	struct raft_entry *entries;	/* to persist, in order */
 	size_t nentries;
 	struct raft_msg *msgs; /* to send */
 	size_t nmsgs;
@@ -220,17 +220,17 @@ struct raft_ready {
 };
 
 struct raft_options {
-	uint64_t id;              /* this member, != 0 */
+	uint64_t id;		  /* this member, != 0 */
 	unsigned election_ticks;  /* base election timeout; randomized in [e, 2e) */
 	unsigned heartbeat_ticks; /* < election_ticks */
 	bool prevote;
 	bool check_quorum;
-	uint64_t rand_seed;       /* seeds the deterministic generator */
-	size_t max_msg_entries;   /* per APPEND (batching) */
-	size_t max_msg_bytes;     /* entry bytes per APPEND (at least one entry) */
-	size_t max_inflight;      /* APPENDs in flight per follower */
-	size_t snapshot_chunk;    /* bytes per InstallSnapshot chunk */
-	size_t max_snapshot;      /* largest snapshot accepted from a leader */
+	uint64_t rand_seed;	/* seeds the deterministic generator */
+	size_t max_msg_entries; /* per APPEND (batching) */
+	size_t max_msg_bytes;	/* entry bytes per APPEND (at least one entry) */
+	size_t max_inflight;	/* APPENDs in flight per follower */
+	size_t snapshot_chunk;	/* bytes per InstallSnapshot chunk */
+	size_t max_snapshot;	/* largest snapshot accepted from a leader */
 };
 
 /* Fills o with defaults (election 10, heartbeat 1, prevote and check_quorum
@@ -348,13 +348,13 @@ struct raft_status {
 	uint64_t id;
 	enum raft_role role;
 	uint64_t term, vote, leader, commit;
-	uint64_t applied;      /* last index handed out for applying */
-	uint64_t first_index;  /* first entry in memory (snapshot index + 1) */
+	uint64_t applied;     /* last index handed out for applying */
+	uint64_t first_index; /* first entry in memory (snapshot index + 1) */
 	uint64_t last_index;
 	uint64_t stable_index; /* last entry acknowledged durable */
 	uint64_t snapshot_index, snapshot_term;
 	uint64_t transferee;
-	struct raft_members members; /* current configuration (latest in log) */
+	struct raft_members members;	  /* current configuration (latest in log) */
 	uint64_t match[RAFT_MAX_MEMBERS]; /* leader: per members.m[i] */
 };
 void raft_status_get(const struct raft *r, struct raft_status *st);

@@ -27,8 +27,8 @@ void raft_read_push_state(struct raft *r, uint64_t ctx, uint64_t index)
 
 static void answer(struct raft *r, const struct pending_read *pr)
 {
-	struct raft_msg m = {.type = RAFT_MSG_READ_INDEX_RESP, .to = pr->from, .ctx = pr->ctx,
-			     .index = pr->index};
+	struct raft_msg m = {
+	    .type = RAFT_MSG_READ_INDEX_RESP, .to = pr->from, .ctx = pr->ctx, .index = pr->index};
 
 	if (pr->from == r->id)
 		raft_read_push_state(r, pr->ctx, pr->index);

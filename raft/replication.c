@@ -12,11 +12,11 @@
 #include "../common/errors.h"
 #include "internal.h"
 
-int raft_append_local(struct raft *r, enum raft_entry_type type, const uint8_t *data,
-		      size_t len, struct raft_buf *buf)
+int raft_append_local(struct raft *r, enum raft_entry_type type, const uint8_t *data, size_t len,
+		      struct raft_buf *buf)
 {
-	struct raft_entry e = {.index = raft_log_last_index(&r->log) + 1, .term = r->term,
-			       .type = type, .len = len};
+	struct raft_entry e = {
+	    .index = raft_log_last_index(&r->log) + 1, .term = r->term, .type = type, .len = len};
 	int rc;
 
 	/* Share the caller's buffer when the bytes live in it (a forwarded
@@ -213,7 +213,7 @@ static void check_same_entry(const struct raft *r, const struct raft_entry *have
 	/* Log Matching (§5.3): same index and term means same entry. */
 	RAFT_INVARIANT(r,
 		       have->type == got->type && have->len == got->len &&
-			       (have->len == 0 || memcmp(have->data, got->data, have->len) == 0),
+			   (have->len == 0 || memcmp(have->data, got->data, have->len) == 0),
 		       "log matching: entry %llu term %llu differs from the leader's",
 		       (unsigned long long)have->index, (unsigned long long)have->term);
 }
@@ -395,8 +395,12 @@ static void install_snapshot(struct raft *r)
 	raft_commit_to(r, S);
 	r->applied = S;
 	raft_buf_unref(r->img.buf);
-	r->img = (struct raft_snapshot){.index = S, .term = T, .members = r->rx_members,
-					.data = buf->data, .len = r->rx_len, .buf = buf};
+	r->img = (struct raft_snapshot){.index = S,
+					.term = T,
+					.members = r->rx_members,
+					.data = buf->data,
+					.len = r->rx_len,
+					.buf = buf};
 	raft_conf_reload(r);
 	out = calloc(1, sizeof(*out));
 	RAFT_INVARIANT(r, out != NULL, "out of memory");
@@ -416,16 +420,16 @@ static void install_snapshot(struct raft *r)
 
 void raft_step_snapshot(struct raft *r, const struct raft_msg *m)
 {
-	struct raft_msg resp = {.type = RAFT_MSG_SNAPSHOT_RESP, .to = m->from,
-				.index = m->snap.index};
+	struct raft_msg resp = {
+	    .type = RAFT_MSG_SNAPSHOT_RESP, .to = m->from, .index = m->snap.index};
 	size_t cap;
 
 	if (m->snap.index == 0 || m->snap.term > m->term || m->offset > m->total ||
 	    m->len > m->total - m->offset)
 		return;
 	if (m->snap.index <= r->commit) {
-		struct raft_msg ack = {.type = RAFT_MSG_APPEND_RESP, .to = m->from,
-				       .index = r->commit};
+		struct raft_msg ack = {
+		    .type = RAFT_MSG_APPEND_RESP, .to = m->from, .index = r->commit};
 
 		raft_rx_reset(r);
 		raft_send(r, &ack);
@@ -433,8 +437,8 @@ void raft_step_snapshot(struct raft *r, const struct raft_msg *m)
 	}
 	if (m->total > r->o.max_snapshot)
 		return;
-	if (r->rx_index != m->snap.index || r->rx_term != m->snap.term ||
-	    r->rx_total != m->total || r->rx_from != m->from) {
+	if (r->rx_index != m->snap.index || r->rx_term != m->snap.term || r->rx_total != m->total ||
+	    r->rx_from != m->from) {
 		if (m->offset != 0) {
 			resp.offset = 0;
 			raft_send(r, &resp);

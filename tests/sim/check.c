@@ -28,9 +28,9 @@ struct rec {
 };
 
 struct slot {
-	uint64_t committed_term;  /* 0 = unknown */
-	uint64_t apply_hash;      /* 0 = unknown */
-	uint64_t state_hash;      /* 0 = unknown */
+	uint64_t committed_term; /* 0 = unknown */
+	uint64_t apply_hash;	 /* 0 = unknown */
+	uint64_t state_hash;	 /* 0 = unknown */
 	struct rec *recs;
 	size_t nrecs;
 };
@@ -132,8 +132,9 @@ void sim_check_entries(struct sim *s, struct sim_node *n, const struct raft_entr
 				continue;
 			found = true;
 			if (sl->recs[j].hash != h || sl->recs[j].prev_term != prev)
-				sim_fail(s, "log matching: n%llu entry %llu term %llu differs "
-					    "(prev term %llu vs %llu)",
+				sim_fail(s,
+					 "log matching: n%llu entry %llu term %llu differs "
+					 "(prev term %llu vs %llu)",
 					 (unsigned long long)n->id, (unsigned long long)e[i].index,
 					 (unsigned long long)e[i].term, (unsigned long long)prev,
 					 (unsigned long long)sl->recs[j].prev_term);
@@ -174,8 +175,9 @@ void sim_check_role(struct sim *s, struct sim_node *n, enum raft_role role, uint
 		if (!want)
 			continue;
 		if (raft_term_at(n->r, i, &t) || t != want)
-			sim_fail(s, "leader completeness: n%llu leads term %llu without committed "
-				    "entry %llu (term %llu, has %llu)",
+			sim_fail(s,
+				 "leader completeness: n%llu leads term %llu without committed "
+				 "entry %llu (term %llu, has %llu)",
 				 (unsigned long long)n->id, (unsigned long long)term,
 				 (unsigned long long)i, (unsigned long long)want,
 				 (unsigned long long)t);
@@ -203,8 +205,9 @@ void sim_check_commit(struct sim *s, struct sim_node *n)
 			sim_fail(s, "n%llu committed %llu is missing", (unsigned long long)n->id,
 				 (unsigned long long)i);
 		if (sl->committed_term && sl->committed_term != t)
-			sim_fail(s, "n%llu committed entry %llu has term %llu, committed before "
-				    "with term %llu",
+			sim_fail(s,
+				 "n%llu committed entry %llu has term %llu, committed before "
+				 "with term %llu",
 				 (unsigned long long)n->id, (unsigned long long)i,
 				 (unsigned long long)t, (unsigned long long)sl->committed_term);
 		sl->committed_term = t;

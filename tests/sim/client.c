@@ -47,9 +47,9 @@ struct op {
 	bool read;
 	bool dropped;
 	int key;
-	uint64_t value;   /* write: value id; read: value id seen (0 = absent) */
+	uint64_t value; /* write: value id; read: value id seen (0 = absent) */
 	uint64_t inv, resp;
-	uint64_t index;   /* write: log index where applied (0 = never) */
+	uint64_t index; /* write: log index where applied (0 = never) */
 	uint64_t reqid;
 };
 
@@ -65,7 +65,7 @@ struct client {
 	struct qbuf entry;
 	uint64_t ctx;
 	uint64_t read_index; /* 0 = not yet known */
-	size_t *wops;        /* op index by request id */
+	size_t *wops;	     /* op index by request id */
 	size_t nwops;
 };
 
@@ -194,8 +194,8 @@ static void start_read(struct sim *s, int ci)
 	cl->read_index = 0;
 	cl->op = c->nops - 1;
 	rc = raft_read_index(n->r, cl->ctx);
-	sim_trace(s, "c%d read %s at n%" PRIu64 " ctx %" PRIu64 ": %s", ci, keys[o->key],
-		  cl->node, cl->ctx, qfs_strerror(rc));
+	sim_trace(s, "c%d read %s at n%" PRIu64 " ctx %" PRIu64 ": %s", ci, keys[o->key], cl->node,
+		  cl->ctx, qfs_strerror(rc));
 	if (rc) {
 		o->dropped = true;
 		return;
@@ -256,8 +256,9 @@ void sim_clients_on_apply(struct sim *s, struct sim_node *n, uint64_t origin, ui
 	o = &c->ops[cl->wops[reqid]];
 	if (!dup) {
 		if (o->index && o->index != index)
-			sim_fail(s, "request %" PRIu64 "/%" PRIu64 " applied at %" PRIu64
-				    " and again at %" PRIu64,
+			sim_fail(s,
+				 "request %" PRIu64 "/%" PRIu64 " applied at %" PRIu64
+				 " and again at %" PRIu64,
 				 origin, reqid, o->index, index);
 		o->index = index;
 	}
@@ -288,8 +289,8 @@ static void finish_read(struct sim *s, struct client *cl, struct sim_node *n)
 	}
 	o->resp = s->now;
 	cl->state = C_IDLE;
-	sim_trace(s, "c%d read %s = v%" PRIu64 " at n%" PRIu64 " index %" PRIu64,
-		  o->client, keys[o->key], o->value, n->id, cl->read_index);
+	sim_trace(s, "c%d read %s = v%" PRIu64 " at n%" PRIu64 " index %" PRIu64, o->client,
+		  keys[o->key], o->value, n->id, cl->read_index);
 }
 
 void sim_clients_on_read_state(struct sim *s, struct sim_node *n, uint64_t ctx, uint64_t index)
@@ -363,11 +364,12 @@ void sim_clients_check(struct sim *s)
 			sim_fail(s, "read returned v%" PRIu64 ", which nobody wrote", a->value);
 		w = &c->ops[by_value[a->value] - 1];
 		if (!w->index)
-			sim_fail(s, "read of %s returned v%" PRIu64 ", never applied",
-				 keys[a->key], a->value);
+			sim_fail(s, "read of %s returned v%" PRIu64 ", never applied", keys[a->key],
+				 a->value);
 		if (w->inv > a->resp || w->key != a->key)
-			sim_fail(s, "c%d read of %s returned v%" PRIu64 " at [%" PRIu64 ",%" PRIu64
-				    "] but it is a write of %s at %" PRIu64,
+			sim_fail(s,
+				 "c%d read of %s returned v%" PRIu64 " at [%" PRIu64 ",%" PRIu64
+				 "] but it is a write of %s at %" PRIu64,
 				 a->client, keys[a->key], a->value, a->inv, a->resp, keys[w->key],
 				 w->inv);
 		pos[i] = w->index;
@@ -386,8 +388,9 @@ void sim_clients_check(struct sim *s)
 
 				if (!b->read && b->key == a->key && a->index && b->index &&
 				    a->resp < b->inv && a->index > b->index)
-					sim_fail(s, "write v%" PRIu64 " completed before v%" PRIu64
-						    " started but is later in the log",
+					sim_fail(s,
+						 "write v%" PRIu64 " completed before v%" PRIu64
+						 " started but is later in the log",
 						 a->value, b->value);
 			}
 			continue;
@@ -399,17 +402,21 @@ void sim_clients_check(struct sim *s)
 				continue;
 			if (!b->read) {
 				if (b->index > pos[i] && b->resp < a->inv)
-					sim_fail(s, "stale read: c%d read %s = v%" PRIu64 " at [%" PRIu64
-						    ",%" PRIu64 "] but v%" PRIu64 " (later in the log) "
-						    "completed at %" PRIu64,
+					sim_fail(s,
+						 "stale read: c%d read %s = v%" PRIu64
+						 " at [%" PRIu64 ",%" PRIu64 "] but v%" PRIu64
+						 " (later in the log) "
+						 "completed at %" PRIu64,
 						 a->client, keys[a->key], a->value, a->inv, a->resp,
 						 b->value, b->resp);
 				continue;
 			}
 			if (b->resp < a->inv && pos[j] > pos[i])
-				sim_fail(s, "reads went back: v%" PRIu64 " read at [%" PRIu64 ",%" PRIu64
-					    "] after v%" PRIu64 " read at [%" PRIu64 ",%" PRIu64 "]",
-					 a->value, a->inv, a->resp, c->ops[j].value, b->inv, b->resp);
+				sim_fail(
+				    s,
+				    "reads went back: v%" PRIu64 " read at [%" PRIu64 ",%" PRIu64
+				    "] after v%" PRIu64 " read at [%" PRIu64 ",%" PRIu64 "]",
+				    a->value, a->inv, a->resp, c->ops[j].value, b->inv, b->resp);
 		}
 	}
 	free(by_value);

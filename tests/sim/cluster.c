@@ -23,7 +23,8 @@ void sim_stats_print(const char *who)
 
 	printf("%s: %llu schedules, %llu steps, %llu msgs (%llu dropped), %llu crashes, "
 	       "%llu leaders elected (max term %llu), %llu snapshots installed, "
-	       "%llu membership changes committed (%llu leader self-removals proposed), %llu transfers "
+	       "%llu membership changes committed (%llu leader self-removals proposed), %llu "
+	       "transfers "
 	       "requested, %llu writes, %llu reads\n",
 	       who, (unsigned long long)t->schedules, (unsigned long long)t->steps,
 	       (unsigned long long)t->msgs, (unsigned long long)t->dropped,
@@ -179,8 +180,8 @@ static void sm_load(struct sim *s, struct sim_node *n, const struct raft_snapsho
 	qreader_init(&rd, sn->data, sn->len);
 	stlen = qreader_u32(&rd);
 	stp = qreader_raw(&rd, stlen);
-	if (!stp || store_snapshot_load(n->st, stp, stlen) ||
-	    raft_dedup_decode(&n->dd, &rd) || rd.left)
+	if (!stp || store_snapshot_load(n->st, stp, stlen) || raft_dedup_decode(&n->dd, &rd) ||
+	    rd.left)
 		sim_fail(s, "node %llu: cannot load snapshot %llu", (unsigned long long)n->id,
 			 (unsigned long long)sn->index);
 	if (store_applied_index(n->st) != sn->index)
@@ -257,8 +258,8 @@ static void node_start(struct sim *s, struct sim_node *n)
 {
 	struct store_config sc = {0};
 	struct raft_options o;
-	struct raft_restore rs = {.hs = n->disk.hs, .entries = n->disk.entries,
-				  .nentries = n->disk.n};
+	struct raft_restore rs = {
+	    .hs = n->disk.hs, .entries = n->disk.entries, .nentries = n->disk.n};
 	int rc;
 
 	if (store_create(&sc, &n->st))
@@ -353,12 +354,14 @@ static void net_send(struct sim *s, const struct raft_msg *m)
 
 	s->msgs_sent++;
 	if (s->verbose)
-		sim_trace(s, "  msg %d n%llu->n%llu term %llu idx %llu lt %llu commit %llu n %zu flags %u "
-			     "off %llu/%llu", m->type, (unsigned long long)m->from,
-			  (unsigned long long)m->to, (unsigned long long)m->term,
-			  (unsigned long long)m->index, (unsigned long long)m->log_term,
-			  (unsigned long long)m->commit, m->nentries, m->flags,
-			  (unsigned long long)m->offset, (unsigned long long)m->total);
+		sim_trace(
+		    s,
+		    "  msg %d n%llu->n%llu term %llu idx %llu lt %llu commit %llu n %zu flags %u "
+		    "off %llu/%llu",
+		    m->type, (unsigned long long)m->from, (unsigned long long)m->to,
+		    (unsigned long long)m->term, (unsigned long long)m->index,
+		    (unsigned long long)m->log_term, (unsigned long long)m->commit, m->nentries,
+		    m->flags, (unsigned long long)m->offset, (unsigned long long)m->total);
 	if (m->to < 1 || m->to > SIM_MAX_NODES) {
 		s->msgs_dropped++;
 		return;
@@ -397,7 +400,8 @@ static void net_deliver(struct sim *s)
 			int rc = raft_msg_decode(p.bytes, p.len, &m);
 
 			if (rc)
-				sim_fail(s, "decode of our own encoding failed: %s", qfs_strerror(rc));
+				sim_fail(s, "decode of our own encoding failed: %s",
+					 qfs_strerror(rc));
 			raft_step(n->r, &m);
 			raft_msg_free(&m);
 			process_ready(s, n);
@@ -421,19 +425,21 @@ static void process_ready(struct sim *s, struct sim_node *n)
 					sim_stats.max_term = rd.term;
 			}
 			if (rd.role != n->role)
-				sim_trace(s, "n%llu %s term %llu leader %llu",
-					  (unsigned long long)n->id,
-					  (const char *[]){"follower", "precandidate", "candidate",
-							   "leader"}[rd.role],
-					  (unsigned long long)rd.term, (unsigned long long)rd.leader);
+				sim_trace(
+				    s, "n%llu %s term %llu leader %llu", (unsigned long long)n->id,
+				    (const char *[]){"follower", "precandidate", "candidate",
+						     "leader"}[rd.role],
+				    (unsigned long long)rd.term, (unsigned long long)rd.leader);
 			sim_check_role(s, n, rd.role, rd.term);
 			n->role = rd.role;
 			n->term = rd.term;
 		}
 		sim_check_entries(s, n, rd.entries, rd.nentries);
 		if (rd.hs_changed || rd.snapshot || rd.nentries) {
-			struct sim_write w = {.seq = rd.seq, .hs_changed = rd.hs_changed,
-					      .hs = rd.hs, .nentries = rd.nentries};
+			struct sim_write w = {.seq = rd.seq,
+					      .hs_changed = rd.hs_changed,
+					      .hs = rd.hs,
+					      .nentries = rd.nentries};
 			uint64_t due = s->now + sim_below(s, s->p.disk_max + 1);
 
 			if (n->nwrites && n->writes[n->nwrites - 1].due > due)
@@ -443,7 +449,8 @@ static void process_ready(struct sim *s, struct sim_node *n)
 				w.snap = *rd.snapshot;
 				w.snap.buf = raft_buf_ref(rd.snapshot->buf);
 				sim_stats.snapshots_sent++;
-				sim_trace(s, "n%llu receives snapshot %llu", (unsigned long long)n->id,
+				sim_trace(s, "n%llu receives snapshot %llu",
+					  (unsigned long long)n->id,
 					  (unsigned long long)rd.snapshot->index);
 			}
 			if (rd.nentries) {
@@ -631,7 +638,9 @@ static void inject_conf(struct sim *s)
 		return;
 	rc = raft_propose_conf(l->r, op, target, NULL, 0);
 	sim_trace(s, "n%llu proposes %s n%llu: %s", (unsigned long long)lid,
-		  op == RAFT_CONF_ADD_LEARNER ? "add-learner" : op == RAFT_CONF_PROMOTE ? "promote" : "remove",
+		  op == RAFT_CONF_ADD_LEARNER ? "add-learner"
+		  : op == RAFT_CONF_PROMOTE   ? "promote"
+					      : "remove",
 		  (unsigned long long)target, qfs_strerror(rc));
 	if (rc == 0 && op == RAFT_CONF_REMOVE && target == lid)
 		sim_stats.leader_removed++;
@@ -656,8 +665,8 @@ static void inject_transfer(struct sim *s)
 	if (!l || !to || to == lid)
 		return;
 	sim_stats.transfers++;
-	sim_trace(s, "n%llu transfer to n%llu: %s", (unsigned long long)lid,
-		  (unsigned long long)to, qfs_strerror(raft_transfer(l->r, to)));
+	sim_trace(s, "n%llu transfer to n%llu: %s", (unsigned long long)lid, (unsigned long long)to,
+		  qfs_strerror(raft_transfer(l->r, to)));
 	process_ready(s, l);
 }
 
@@ -692,8 +701,8 @@ static void choose_params(struct sim *s)
 {
 	struct sim_params *p = &s->p;
 
-	p->drop_pct10 = (unsigned)sim_below(s, 4) * 30;   /* 0..9 % */
-	p->dup_pct10 = (unsigned)sim_below(s, 3) * 20;    /* 0..4 % */
+	p->drop_pct10 = (unsigned)sim_below(s, 4) * 30; /* 0..9 % */
+	p->dup_pct10 = (unsigned)sim_below(s, 3) * 20;	/* 0..4 % */
 	p->delay_max = 1 + (unsigned)sim_below(s, 20);
 	p->disk_max = (unsigned)sim_below(s, 12);
 	p->crash_pm = (unsigned)sim_below(s, 4) * 10;
@@ -795,7 +804,8 @@ int sim_run(uint64_t seed, bool verbose)
 		process_ready(s, n);
 	}
 	s->next_id = nvoters + 1;
-	sim_trace(s, "seed %llu: %llu voters drop %u/1000 dup %u/1000 delay<=%u disk<=%u "
+	sim_trace(s,
+		  "seed %llu: %llu voters drop %u/1000 dup %u/1000 delay<=%u disk<=%u "
 		  "crash %u part %u conf %u transfer %u",
 		  (unsigned long long)seed, (unsigned long long)nvoters, s->p.drop_pct10,
 		  s->p.dup_pct10, s->p.delay_max, s->p.disk_max, s->p.crash_pm, s->p.part_pm,
@@ -823,16 +833,19 @@ int sim_run(uint64_t seed, bool verbose)
 			if (!n->up)
 				continue;
 			raft_status_get(n->r, &st);
-			sim_trace(s, "n%llu role %d term %llu leader %llu commit %llu applied %llu "
-				     "last %llu members %u", (unsigned long long)id, st.role,
-				  (unsigned long long)st.term, (unsigned long long)st.leader,
-				  (unsigned long long)st.commit, (unsigned long long)st.applied,
-				  (unsigned long long)st.last_index, st.members.n);
+			sim_trace(s,
+				  "n%llu role %d term %llu leader %llu commit %llu applied %llu "
+				  "last %llu members %u",
+				  (unsigned long long)id, st.role, (unsigned long long)st.term,
+				  (unsigned long long)st.leader, (unsigned long long)st.commit,
+				  (unsigned long long)st.applied, (unsigned long long)st.last_index,
+				  st.members.n);
 		}
 		sim_trace(s, "clients idle: %d", sim_clients_idle(s));
 	}
 	if (!ok)
-		sim_fail(s, "no convergence: cluster did not settle within %llu units after healing",
+		sim_fail(s,
+			 "no convergence: cluster did not settle within %llu units after healing",
 			 (unsigned long long)(s->p.end - s->p.chaos_end));
 	sim_clients_check(s);
 	ops = sim_clients_ops(s, &reads);

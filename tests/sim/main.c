@@ -21,9 +21,10 @@ static volatile uint64_t current_seed;
 static void on_abort(int sig)
 {
 	char buf[96];
-	int n = snprintf(buf, sizeof(buf),
-			 "\nSIM ABORT in seed=%llu; replay: build/asan/tests/sim/sim --seed %llu -v\n",
-			 (unsigned long long)current_seed, (unsigned long long)current_seed);
+	int n =
+	    snprintf(buf, sizeof(buf),
+		     "\nSIM ABORT in seed=%llu; replay: build/asan/tests/sim/sim --seed %llu -v\n",
+		     (unsigned long long)current_seed, (unsigned long long)current_seed);
 
 	if (write(2, buf, (size_t)n) < 0) {
 		/* nothing more to do */

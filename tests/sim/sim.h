@@ -27,7 +27,7 @@
 #include "../../store/store.h"
 
 #define SIM_MAX_NODES 8
-#define SIM_TICK 10        /* time units per Raft tick */
+#define SIM_TICK 10 /* time units per Raft tick */
 #define SIM_NCLIENTS 3
 #define SIM_NKEYS 2
 #define SIM_ORIGIN_BASE 1000 /* client origin ids: SIM_ORIGIN_BASE + client */
@@ -38,15 +38,15 @@ struct sim_write {
 	uint64_t seq;
 	bool hs_changed;
 	struct raft_hardstate hs;
-	struct raft_snapshot snap; /* index 0 = none; holds a buf reference */
+	struct raft_snapshot snap;  /* index 0 = none; holds a buf reference */
 	struct raft_entry *entries; /* references */
 	size_t nentries;
 };
 
 struct sim_disk {
 	struct raft_hardstate hs;
-	struct raft_snapshot snap; /* index 0 = none; buf reference */
-	struct raft_entry *entries;  /* contiguous after snap.index */
+	struct raft_snapshot snap;  /* index 0 = none; buf reference */
+	struct raft_entry *entries; /* contiguous after snap.index */
 	size_t n, cap;
 };
 
@@ -76,16 +76,16 @@ struct sim_packet {
 };
 
 struct sim_params {
-	unsigned drop_pct10;  /* per mille */
+	unsigned drop_pct10; /* per mille */
 	unsigned dup_pct10;
 	unsigned delay_max;
 	unsigned disk_max;
-	unsigned crash_pm;    /* per 10000 steps */
+	unsigned crash_pm; /* per 10000 steps */
 	unsigned part_pm;
 	unsigned conf_pm;
 	unsigned transfer_pm;
 	unsigned client_pct;
-	unsigned snap_every;  /* entries between member snapshots */
+	unsigned snap_every; /* entries between member snapshots */
 	size_t chunk;
 	uint64_t chaos_end;
 	uint64_t end;
@@ -106,7 +106,7 @@ struct sim {
 	uint64_t msgs_sent, msgs_dropped;
 	struct sim_check *chk;
 	struct sim_clients *cl;
-	uint64_t max_applied; /* highest index applied anywhere */
+	uint64_t max_applied;		    /* highest index applied anywhere */
 	struct raft_members committed_conf; /* from applied CONF entries */
 	uint64_t committed_conf_index;
 };
@@ -114,7 +114,7 @@ struct sim {
 /* Totals over the schedules a process ran, for the summary line. */
 struct sim_stats {
 	uint64_t schedules, steps, msgs, dropped, crashes, elections, snapshots_sent,
-		confs_committed, leader_removed, transfers, writes, reads, max_term;
+	    confs_committed, leader_removed, transfers, writes, reads, max_term;
 };
 extern struct sim_stats sim_stats;
 void sim_stats_print(const char *who);
@@ -125,8 +125,7 @@ uint64_t sim_below(struct sim *s, uint64_t n);
 int sim_run(uint64_t seed, bool verbose);
 struct sim_node *sim_node(struct sim *s, uint64_t id);
 void sim_trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sim_fail(struct sim *s, const char *fmt, ...)
-	__attribute__((noreturn, format(printf, 2, 3)));
+void sim_fail(struct sim *s, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 uint64_t sim_leader(struct sim *s); /* an up leader with the highest term, or 0 */
 
 /* check.c */

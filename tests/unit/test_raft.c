@@ -21,15 +21,15 @@
 
 struct tnode {
 	struct raft *r;
-	uint64_t applied;        /* last index applied */
-	char last_data[64];      /* data of the last NORMAL entry applied */
+	uint64_t applied;   /* last index applied */
+	char last_data[64]; /* data of the last NORMAL entry applied */
 	size_t napplied_normal;
 	struct raft_read_state reads[16];
 	size_t nreads;
-	uint8_t snap[64];        /* last snapshot received */
+	uint8_t snap[64]; /* last snapshot received */
 	size_t snap_len;
 	uint64_t snap_index;
-	bool held_resp;          /* saw entries to persist without their ack */
+	bool held_resp; /* saw entries to persist without their ack */
 };
 
 struct tnet {
@@ -284,8 +284,8 @@ static void test_vote_persisted_before_sent(void **state)
 {
 	struct tnet *t = cluster(3);
 	struct raft_ready rd;
-	struct raft_msg m = {.type = RAFT_MSG_VOTE, .from = 1, .to = 2, .term = 5,
-			     .index = 1, .log_term = 1};
+	struct raft_msg m = {
+	    .type = RAFT_MSG_VOTE, .from = 1, .to = 2, .term = 5, .index = 1, .log_term = 1};
 
 	(void)state;
 	pump(t);
@@ -340,10 +340,18 @@ static void test_replication(void **state)
 static void test_follower_ack_waits_for_persist(void **state)
 {
 	struct tnet *t = elected(3);
-	struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 2,
-			     .index = 2, .log_term = 2, .commit = 2};
-	struct raft_entry e = {.index = 3, .term = 2, .type = RAFT_ENTRY_NORMAL,
-			       .data = (const uint8_t *)"x", .len = 1};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+			     .from = 1,
+			     .to = 2,
+			     .term = 2,
+			     .index = 2,
+			     .log_term = 2,
+			     .commit = 2};
+	struct raft_entry e = {.index = 3,
+			       .term = 2,
+			       .type = RAFT_ENTRY_NORMAL,
+			       .data = (const uint8_t *)"x",
+			       .len = 1};
 	struct raft_ready rd;
 
 	(void)state;
@@ -398,8 +406,11 @@ static void test_commit_rule(void **state)
 	raft_ready_get(boot->n[1].r, &rd);
 	e1 = rd.entries[0];
 	ents[0] = e1;
-	ents[1] = (struct raft_entry){.index = 2, .term = 1, .type = RAFT_ENTRY_NORMAL,
-				      .data = (const uint8_t *)"old", .len = 3};
+	ents[1] = (struct raft_entry){.index = 2,
+				      .term = 1,
+				      .type = RAFT_ENTRY_NORMAL,
+				      .data = (const uint8_t *)"old",
+				      .len = 3};
 	rs1.entries = ents;
 	rs1.nentries = 2;
 	rs.entries = ents;
@@ -482,7 +493,8 @@ static void test_membership(void **state)
 
 	(void)state;
 	add_node(t, 4, NULL, NULL); /* empty: learns everything from the leader */
-	assert_int_equal(raft_propose_conf(t->n[1].r, RAFT_CONF_ADD_LEARNER, 4, (const uint8_t *)"n4", 2), 0);
+	assert_int_equal(
+	    raft_propose_conf(t->n[1].r, RAFT_CONF_ADD_LEARNER, 4, (const uint8_t *)"n4", 2), 0);
 	/* One change at a time. */
 	assert_int_equal(raft_propose_conf(t->n[1].r, RAFT_CONF_PROMOTE, 4, NULL, 0), QFS_EBUSY);
 	pump(t);
@@ -638,20 +650,40 @@ static void test_restart_reapplies(void **state)
 
 static void sample_msgs(struct raft_msg *m, struct raft_entry *e)
 {
-	e[0] = (struct raft_entry){.index = 5, .term = 2, .type = RAFT_ENTRY_NORMAL,
-				   .data = (const uint8_t *)"abc", .len = 3};
+	e[0] = (struct raft_entry){.index = 5,
+				   .term = 2,
+				   .type = RAFT_ENTRY_NORMAL,
+				   .data = (const uint8_t *)"abc",
+				   .len = 3};
 	e[1] = (struct raft_entry){.index = 6, .term = 2, .type = RAFT_ENTRY_NOOP};
-	m[0] = (struct raft_msg){.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 2,
-				 .index = 4, .log_term = 1, .commit = 3, .entries = e,
+	m[0] = (struct raft_msg){.type = RAFT_MSG_APPEND,
+				 .from = 1,
+				 .to = 2,
+				 .term = 2,
+				 .index = 4,
+				 .log_term = 1,
+				 .commit = 3,
+				 .entries = e,
 				 .nentries = 2};
-	m[1] = (struct raft_msg){.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = 9,
-				 .offset = 2, .total = 10, .data = (const uint8_t *)"xyz",
-				 .len = 3, .flags = RAFT_MSG_DONE};
+	m[1] = (struct raft_msg){.type = RAFT_MSG_SNAPSHOT,
+				 .from = 1,
+				 .to = 3,
+				 .term = 9,
+				 .offset = 2,
+				 .total = 10,
+				 .data = (const uint8_t *)"xyz",
+				 .len = 3,
+				 .flags = RAFT_MSG_DONE};
 	m[1].snap.index = 40;
 	m[1].snap.term = 8;
 	m[1].snap.members = (struct raft_members){2, {{1, true}, {3, false}}};
-	m[2] = (struct raft_msg){.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 3,
-				 .flags = RAFT_MSG_REJECT, .ctx = 99, .hint = 7};
+	m[2] = (struct raft_msg){.type = RAFT_MSG_VOTE_RESP,
+				 .from = 2,
+				 .to = 1,
+				 .term = 3,
+				 .flags = RAFT_MSG_REJECT,
+				 .ctx = 99,
+				 .hint = 7};
 }
 
 static void test_codec_roundtrip(void **state)
@@ -777,24 +809,24 @@ static void test_dedup(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_election),
-		cmocka_unit_test(test_prevote_keeps_term),
-		cmocka_unit_test(test_check_quorum),
-		cmocka_unit_test(test_leader_unreachable),
-		cmocka_unit_test(test_vote_persisted_before_sent),
-		cmocka_unit_test(test_replication),
-		cmocka_unit_test(test_follower_ack_waits_for_persist),
-		cmocka_unit_test(test_commit_rule),
-		cmocka_unit_test(test_snapshot_install),
-		cmocka_unit_test(test_membership),
-		cmocka_unit_test(test_conf_decode),
-		cmocka_unit_test(test_transfer),
-		cmocka_unit_test(test_read_index),
-		cmocka_unit_test(test_forwarding),
-		cmocka_unit_test(test_restart_reapplies),
-		cmocka_unit_test(test_codec_roundtrip),
-		cmocka_unit_test(test_codec_garbage),
-		cmocka_unit_test(test_dedup),
+	    cmocka_unit_test(test_election),
+	    cmocka_unit_test(test_prevote_keeps_term),
+	    cmocka_unit_test(test_check_quorum),
+	    cmocka_unit_test(test_leader_unreachable),
+	    cmocka_unit_test(test_vote_persisted_before_sent),
+	    cmocka_unit_test(test_replication),
+	    cmocka_unit_test(test_follower_ack_waits_for_persist),
+	    cmocka_unit_test(test_commit_rule),
+	    cmocka_unit_test(test_snapshot_install),
+	    cmocka_unit_test(test_membership),
+	    cmocka_unit_test(test_conf_decode),
+	    cmocka_unit_test(test_transfer),
+	    cmocka_unit_test(test_read_index),
+	    cmocka_unit_test(test_forwarding),
+	    cmocka_unit_test(test_restart_reapplies),
+	    cmocka_unit_test(test_codec_roundtrip),
+	    cmocka_unit_test(test_codec_garbage),
+	    cmocka_unit_test(test_dedup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
