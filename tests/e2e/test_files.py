@@ -151,3 +151,39 @@ def test_binary_value_roundtrip(member):
     assert write_file(member.p("bin"), data) is None
     assert read_file(member.p("bin")) == data
     assert os.stat(member.p("bin")).st_size == len(data)
+
+
+def test_page_cache_follows_renames_and_exchanges(member):
+    """Values cached by the kernel are dropped when a rename changes what a name holds
+    (same sizes, so a size check alone cannot notice)."""
+    from qfs import RENAME_EXCHANGE, renameat2
+    member.sh("echo AAAA > a && echo BBBB > b && echo CCCC > c")
+    for _ in range(2):  # read twice: the second read is served from the cache
+        assert member.sh("cat a b c").stdout == "AAAA\nBBBB\nCCCC\n"
+    renameat2(member.p("a"), member.p("b"), RENAME_EXCHANGE)
+    assert member.sh("cat a b").stdout == "BBBB\nAAAA\n"
+    member.sh("mv c a")
+    assert member.sh("cat a").stdout == "CCCC\n"
+    member.sh("echo DDDD > a")
+    assert member.sh("cat a").stdout == "DDDD\n"
+
+
+def test_open_file_reads_stable_snapshot(member):
+    """SPEC §3.3: open() takes a read point; that file then reads a stable value."""
+    member.sh("echo CCCC > a")
+    fd = os.open(member.p("a"), os.O_RDONLY)
+    try:
+        assert os.pread(fd, 2, 0) == b"CC"
+        member.sh("echo DDDD > a")
+        assert member.sh("cat a").stdout == "DDDD\n", "new opens see the new value"
+        assert os.pread(fd, 100, 0) == b"CCCC\n", "the earlier open still reads its snapshot"
+    finally:
+        os.close(fd)
+
+
+def test_one_mib_value_roundtrip(member):
+    data = os.urandom(1 << 20)
+    assert write_file(member.p("max"), data) is None
+    assert read_file(member.p("max")) == data
+    member.sh("cp max copy")
+    assert read_file(member.p("copy")) == data
