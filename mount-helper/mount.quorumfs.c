@@ -40,15 +40,25 @@
 #define OPTS_MAX 4096
 
 static const char *const serve_flags[] = {
-	"quota-bytes",	 "max-value-bytes", "auto-compact-revisions", "snapshot-entries",
-	"log-level",	 "log-format",	    "config",		      "listen-peer",
-	"listen-client", "initial-cluster", "join",		      "heartbeat-ms",
-	"election-ms",	 "request-timeout-ms",
+    "quota-bytes",
+    "max-value-bytes",
+    "auto-compact-revisions",
+    "snapshot-entries",
+    "log-level",
+    "log-format",
+    "config",
+    "listen-peer",
+    "listen-client",
+    "initial-cluster",
+    "join",
+    "heartbeat-ms",
+    "election-ms",
+    "request-timeout-ms",
 };
 
 /* Meaningful to mount(8) and fstab only; the daemon never sees them. */
 static const char *const fstab_only[] = {
-	"defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner", "group",
+    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner", "group",
 };
 
 struct cmd {
@@ -434,7 +444,8 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (!c.data_dir || !*c.data_dir)
-		die(EXIT_USAGE, "missing required option data_dir=DIR (e.g. -o data_dir=/var/lib/quorumfs)");
+		die(EXIT_USAGE,
+		    "missing required option data_dir=DIR (e.g. -o data_dir=/var/lib/quorumfs)");
 	if (!realpath(mnt, dir))
 		die(EXIT_MOUNT_FAILURE, "mount point %s: %s", mnt, strerror(errno));
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
