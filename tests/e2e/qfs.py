@@ -212,12 +212,14 @@ class Member:
         assert rc == 0, f"{self.name} exited {rc} on {sig.name}; log:\n{self.log_text()}"
         assert not is_mounted(self.mnt), f"{self.mnt} still mounted after {sig.name}"
 
-    def kill9(self):
-        """Crash: SIGKILL, then remove the dead mount the way an operator would."""
+    def kill9(self, unmount=True):
+        """Crash: SIGKILL, then (unless told not to) remove the dead mount the
+        way an operator would."""
         self.proc.kill()
         self.proc.wait(STOP_TIMEOUT)
-        lazy_unmount(self.mnt)
-        assert wait_until(lambda: not is_mounted(self.mnt), 5), f"{self.mnt} still mounted"
+        if unmount:
+            lazy_unmount(self.mnt)
+            assert wait_until(lambda: not is_mounted(self.mnt), 5), f"{self.mnt} still mounted"
 
     def cleanup(self):
         """Whatever state we are in: no mount and no process afterwards."""

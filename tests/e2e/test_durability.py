@@ -1,4 +1,5 @@
 """Durability and recovery: kill -9, clean restart, damaged WAL (SPEC §3.2, §3.8, §5)."""
+import errno
 import json
 import os
 import re
@@ -6,7 +7,8 @@ import signal
 
 import pytest
 
-from qfs import read_file, wait_until, wal_records, WAL_HEADER, write_file
+from qfs import (errno_of, is_mounted, quorumfs_mounts, read_file, wait_until, wal_records,
+                 WAL_HEADER, write_file)
 
 
 def test_kill9_loses_no_closed_write(members):
@@ -36,6 +38,18 @@ def test_kill9_after_overwrites_and_deletes(members):
     assert not os.path.exists(m.p("d/e"))
     assert {n: os.stat(m.p(f"d/moved/{n}")).st_ino for n in os.listdir(m.p("d/moved"))} \
         == inodes
+
+
+def test_restart_over_dead_mount(members):
+    """kill -9 leaves 'Transport endpoint is not connected'; a restart takes the mount back."""
+    m = members.start("n1")
+    m.sh("echo v > k")
+    m.kill9(unmount=False)
+    assert is_mounted(m.mnt)
+    assert errno_of(os.stat, m.p("k")) == errno.ENOTCONN
+    m.restart()
+    assert read_file(m.p("k")) == b"v\n"
+    assert quorumfs_mounts().count(str(m.mnt)) == 1, "the dead mount is still stacked below"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
