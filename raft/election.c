@@ -50,6 +50,7 @@ void raft_become_follower(struct raft *r, uint64_t term, uint64_t leader)
 	r->leader = leader;
 	r->transferee = 0;
 	r->bcast_pending = false;
+	r->read_pending = false;
 	reset_votes(r);
 	reset_timers(r);
 	if (was_leader) {

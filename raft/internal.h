@@ -125,6 +125,7 @@ struct raft {
 	size_t nprs;
 	uint64_t transferee;
 	bool bcast_pending; /* new entries to send at the next ready (batching) */
+	bool read_pending;  /* a ReadIndex heartbeat round to send at the next ready */
 
 	/* Elections. */
 	uint64_t votes_granted[RAFT_MAX_MEMBERS], votes_rejected[RAFT_MAX_MEMBERS];

@@ -536,7 +536,7 @@ static bool hs_differs(const struct raft *r)
 
 bool raft_has_ready(const struct raft *r)
 {
-	if (r->bcast_pending || hs_differs(r) || r->snap_out || r->nrstates ||
+	if (r->bcast_pending || r->read_pending || hs_differs(r) || r->snap_out || r->nrstates ||
 	    r->unstable_from <= raft_log_last_index(&r->log) || r->applied < apply_limit(r))
 		return true;
 	if (r->role != r->soft_role || r->leader != r->soft_leader || r->term != r->soft_term)
@@ -571,6 +571,9 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
 	if (r->bcast_pending && r->role == RAFT_LEADER)
 		raft_bcast_append(r);
 	r->bcast_pending = false;
+	if (r->read_pending && r->role == RAFT_LEADER)
+		raft_bcast_heartbeat(r, r->read_seq);
+	r->read_pending = false;
 	last = raft_log_last_index(&r->log);
 
 	rd->seq = r->dirty_seq;

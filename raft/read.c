@@ -67,7 +67,7 @@ void raft_read_request(struct raft *r, uint64_t ctx, uint64_t from)
 	if (committed_in_term(r)) {
 		pr.seq = ++r->read_seq;
 		r->reads[r->nreads++] = pr;
-		raft_bcast_heartbeat(r, r->read_seq);
+		r->read_pending = true; /* one round for all reads until the next ready */
 	} else {
 		r->reads[r->nreads++] = pr; /* seq 0: wait for raft_read_on_commit */
 	}
@@ -93,7 +93,7 @@ void raft_read_on_commit(struct raft *r)
 	if (sole_voter(r))
 		raft_read_on_ack(r);
 	else
-		raft_bcast_heartbeat(r, r->read_seq);
+		r->read_pending = true;
 }
 
 static int cmp_desc(const void *a, const void *b)
