@@ -17,12 +17,20 @@
  *          entries first, then the hard state; an entry with index i
  *          replaces every entry >= i already stored (the WAL's rule). May be
  *          asynchronous (fsync on its own thread); when durable, call
- *          raft_persisted(r, rd.seq) (acks are cumulative).
+ *          raft_persisted(r, rd.seq) on the loop thread. Only readies with
+ *          something to persist (hs_changed, snapshot or nentries) need
+ *          it; acks are cumulative, so persist batches in ready order.
  *       2. send rd.msgs now. They never depend on state that is not yet
  *          acknowledged as durable: votes and acks that do are held inside
  *          and come out of a later ready, after raft_persisted().
  *       3. if rd.snapshot: once it is durable, load it into the state
- *          machine, before applying any later rd.committed.
+ *          machine, before applying any later rd.committed (the core
+ *          hands out nothing after it until raft_persisted() covers it).
+ *          Keep rd.snapshot->members with the image: raft_restore needs
+ *          them (snapfile.h stores only index and term, so put them in the
+ *          image). If rd.snapshot->discard_log, stored entries after the
+ *          snapshot index are stale and must not come back at restart
+ *          (e.g. start a fresh WAL once the snapshot is durable).
  *       4. apply rd.committed in order (they are already durable locally).
  *       5. serve rd.reads (see ReadIndex below).
  *       raft_ready_free(&rd) once done with its pointers (may be later).
@@ -76,6 +84,9 @@
  * Ownership: everything in a raft_ready stays valid until raft_ready_free()
  * (the core holds references, so later raft_step() calls do not invalidate
  * it). Arguments are borrowed for the duration of the call unless noted.
+ * Reference counts are not atomic: a syncer thread may read the bytes of
+ * a ready's entries, but raft_ready_free() and every other raft_* call
+ * belong to the thread that owns the struct raft.
  *
  * Safety invariants (term never decreases, commit never goes back, log
  * matching on append, a committed entry is never truncated) are checked
