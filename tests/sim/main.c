@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include "sim.h"
 
 static volatile uint64_t current_seed;
@@ -29,9 +33,18 @@ static void on_abort(int sig)
 	if (write(2, buf, (size_t)n) < 0) {
 		/* nothing more to do */
 	}
-	signal(sig, SIG_DFL);
-	raise(sig);
+	if (sig) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+static void on_sanitizer_death(void)
+{
+	on_abort(0);
+}
+#endif
 
 static int run_range(uint64_t base, uint64_t n, unsigned jobs, unsigned job)
 {
@@ -78,6 +91,9 @@ int main(int argc, char **argv)
 			usage();
 	}
 	signal(SIGABRT, on_abort);
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_set_death_callback(on_sanitizer_death);
+#endif
 	if (have_one) {
 		printf("sim: seed %llu\n", (unsigned long long)one);
 		current_seed = one;
