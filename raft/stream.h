@@ -44,8 +44,8 @@
 
 struct qfs_stream;
 
-typedef void (*qfs_stream_read_cb)(struct qfs_stream *s, void *arg, const uint8_t *data,
-				   size_t len, int err);
+typedef void (*qfs_stream_read_cb)(struct qfs_stream *s, void *arg, const uint8_t *data, size_t len,
+				   int err);
 typedef void (*qfs_stream_write_cb)(struct qfs_stream *s, void *arg, int status);
 typedef void (*qfs_stream_close_cb)(struct qfs_stream *s, void *arg);
 typedef void (*qfs_stream_connect_cb)(struct qfs_stream *s, void *arg, int status);

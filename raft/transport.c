@@ -28,8 +28,8 @@
 struct frame {
 	struct frame *next;
 	struct conn *conn; /* while written to a stream */
-	int counted;       /* part of the peer's queue bytes (not the handshake) */
-	size_t size;       /* header + payload */
+	int counted;	   /* part of the peer's queue bytes (not the handshake) */
+	size_t size;	   /* header + payload */
 	uint8_t bytes[];
 };
 
@@ -166,7 +166,7 @@ int transport_addr_parse(const char *s, struct sockaddr_storage *out)
 	memset(out, 0, sizeof(*out));
 	if (v6)
 		return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)out) == 0 ? 0
-										    : QFS_EINVAL;
+										     : QFS_EINVAL;
 	return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : QFS_EINVAL;
 }
 
@@ -273,7 +273,6 @@ static void conn_detach(struct conn *c)
 		return;
 	p->queued -= c->inflight;
 	p->out = NULL;
-	p->up_since = c->established ? p->up_since : 0;
 	c->peer = NULL;
 }
 
@@ -378,8 +377,7 @@ static void on_written(struct qfs_stream *s, void *arg, int status)
 	}
 }
 
-static void on_out_read(struct qfs_stream *s, void *arg, const uint8_t *data, size_t len,
-			int err)
+static void on_out_read(struct qfs_stream *s, void *arg, const uint8_t *data, size_t len, int err)
 {
 	struct conn *c = arg;
 	uint64_t id = c->peer ? c->peer->id : 0;
@@ -474,8 +472,7 @@ static void on_connect_timeout(uv_timer_t *h)
 {
 	struct peer *p = h->data;
 
-	LOG_DEBUG("transport: connect to member %" PRIu64 " (%s) timed out", p->id,
-		  p->addr_name);
+	LOG_DEBUG("transport: connect to member %" PRIu64 " (%s) timed out", p->id, p->addr_name);
 	if (p->out)
 		conn_close(p->out);
 	peer_schedule(p);
@@ -492,8 +489,7 @@ static void peer_connect(struct peer *p)
 		goto fail;
 	c->peer = p;
 	snprintf(c->name, sizeof(c->name), "%s", p->addr_name);
-	rv = f->connect(f->ctx, t->loop, (const struct sockaddr *)&p->addr, on_connected, c,
-			&c->s);
+	rv = f->connect(f->ctx, t->loop, (const struct sockaddr *)&p->addr, on_connected, c, &c->s);
 	if (rv)
 		goto fail_conn;
 	conn_link(c);
@@ -504,8 +500,8 @@ static void peer_connect(struct peer *p)
 fail_conn:
 	free(c);
 fail:
-	LOG_DEBUG("transport: cannot connect to member %" PRIu64 " (%s): %s", p->id,
-		  p->addr_name, qfs_strerror(rv));
+	LOG_DEBUG("transport: cannot connect to member %" PRIu64 " (%s): %s", p->id, p->addr_name,
+		  qfs_strerror(rv));
 	peer_schedule(p);
 }
 
@@ -522,9 +518,9 @@ static void accept_handshake(struct conn *c, const uint8_t *p)
 		return;
 	}
 	if (cluster != t->cfg.cluster_id) {
-		conn_reject(c, "member %" PRIu64 " is in cluster %016" PRIx64 ", not ours (%016" PRIx64
-			       ")",
-			    id, cluster, t->cfg.cluster_id);
+		conn_reject(
+		    c, "member %" PRIu64 " is in cluster %016" PRIx64 ", not ours (%016" PRIx64 ")",
+		    id, cluster, t->cfg.cluster_id);
 		return;
 	}
 	if (id == 0 || id == t->cfg.self_id) {
@@ -580,7 +576,8 @@ static int header_check(struct conn *c)
 	c->crc = qfs_le32_get(h + 12);
 	if (!c->established) {
 		if (c->type != TRANSPORT_FRAME_HANDSHAKE || c->plen != TRANSPORT_HANDSHAKE_SIZE) {
-			conn_reject(c, "first frame is not a handshake (type %u, %" PRIu32 " bytes)",
+			conn_reject(c,
+				    "first frame is not a handshake (type %u, %" PRIu32 " bytes)",
 				    c->type, c->plen);
 			return -1;
 		}
@@ -884,8 +881,7 @@ int transport_peer_remove(struct transport *t, uint64_t id)
 	return 0;
 }
 
-int transport_send(struct transport *t, uint64_t to, uint8_t type, const void *payload,
-		   size_t len)
+int transport_send(struct transport *t, uint64_t to, uint8_t type, const void *payload, size_t len)
 {
 	struct peer *p;
 	struct frame *f;

@@ -85,13 +85,13 @@ struct transport_config {
 	const char *listen_addr;
 	struct transport_callbacks cb;
 	/* Optional: 0 / NULL take the defaults in brackets. */
-	size_t max_frame;           /* payload bytes [TRANSPORT_MAX_FRAME_DEFAULT] */
-	size_t max_queue;           /* per-peer queued bytes, headers included, at
-				     * least one max frame [4 * (max_frame + hdr)] */
-	unsigned max_inbound;       /* inbound connections [64] */
-	uint64_t backoff_min_ms;    /* first reconnect delay [50] */
-	uint64_t backoff_max_ms;    /* doubling up to [2000] */
-	uint64_t connect_timeout_ms; /* [1000] */
+	size_t max_frame;	       /* payload bytes [TRANSPORT_MAX_FRAME_DEFAULT] */
+	size_t max_queue;	       /* per-peer queued bytes, headers included, at
+					* least one max frame [4 * (max_frame + hdr)] */
+	unsigned max_inbound;	       /* inbound connections [64] */
+	uint64_t backoff_min_ms;       /* first reconnect delay [50] */
+	uint64_t backoff_max_ms;       /* doubling up to [2000] */
+	uint64_t connect_timeout_ms;   /* [1000] */
 	uint64_t handshake_timeout_ms; /* inbound, accept to handshake [5000] */
 	/* Jitter source for reconnect delays; NULL: a per-transport generator
 	 * seeded from the loop's clock and self_id. */
@@ -134,10 +134,11 @@ int transport_peer_remove(struct transport *t, uint64_t id);
  * and frames already written to a connection that breaks are lost: the
  * transport never retransmits. Returns 0, QFS_EAGAIN (the peer's queue
  * is full: frame dropped), QFS_ENOENT (unknown peer), QFS_EINVAL (type 0
- * or len > max_frame), QFS_ESHUTDOWN (closing) or QFS_ENOMEM.
+ * or len > max_frame), QFS_ESHUTDOWN (closing), QFS_ENOMEM, or the
+ * error of a connection that is failing (QFS_EIO; it is then reported
+ * through on_peer_state shortly).
  */
-int transport_send(struct transport *t, uint64_t to, uint8_t type, const void *payload,
-		   size_t len);
+int transport_send(struct transport *t, uint64_t to, uint8_t type, const void *payload, size_t len);
 
 /* Bytes queued for a peer and not yet written to the kernel (headers
  * included), or 0 for an unknown peer. */

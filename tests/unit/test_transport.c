@@ -393,10 +393,23 @@ static int teardown(void **state)
 static void test_addr_parse(void **state)
 {
 	static const char *const bad[] = {
-	    "",           "127.0.0.1",       "127.0.0.1:",     ":80",         "127.0.0.1:65536",
-	    "1.2.3:80",   "localhost:80",    "::1:80",         "[::1]",       "[::1]80",
-	    "[::1:80",    "127.0.0.1:80x",   "127.0.0.1:-1",   "127.0.0.1:+80", "[]:80",
-	    "1.2.3.4:123456", "[127.0.0.1]:80",
+	    "",
+	    "127.0.0.1",
+	    "127.0.0.1:",
+	    ":80",
+	    "127.0.0.1:65536",
+	    "1.2.3:80",
+	    "localhost:80",
+	    "::1:80",
+	    "[::1]",
+	    "[::1]80",
+	    "[::1:80",
+	    "127.0.0.1:80x",
+	    "127.0.0.1:-1",
+	    "127.0.0.1:+80",
+	    "[]:80",
+	    "1.2.3.4:123456",
+	    "[127.0.0.1]:80",
 	};
 	struct sockaddr_storage ss;
 	struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
@@ -487,7 +500,8 @@ static void test_three_way(void **state)
 	for (int i = 0; i < 3; i++)
 		for (int j = 0; j < 3; j++)
 			if (i != j)
-				WAIT_FOR(events(&n[i], n[j].id, TRANSPORT_PEER_CONNECTED) == 1, 2000);
+				WAIT_FOR(events(&n[i], n[j].id, TRANSPORT_PEER_CONNECTED) == 1,
+					 2000);
 
 	for (int k = 0; k < 10; k++)
 		for (int i = 0; i < 3; i++)
@@ -495,9 +509,8 @@ static void test_three_way(void **state)
 				if (i == j)
 					continue;
 				snprintf(msg, sizeof(msg), "%d->%d #%d", i + 1, j + 1, k);
-				assert_int_equal(transport_send(n[i].t, n[j].id,
-								(uint8_t)(k + 1), msg,
-								strlen(msg)),
+				assert_int_equal(transport_send(n[i].t, n[j].id, (uint8_t)(k + 1),
+								msg, strlen(msg)),
 						 0);
 			}
 	/* An empty payload is a valid frame too. */
@@ -547,8 +560,7 @@ static void test_large_frames(void **state)
 	}
 	fill(p, TRANSPORT_MAX_FRAME_DEFAULT, 42);
 	assert_int_equal(transport_send(b.t, 1, 9, p, TRANSPORT_MAX_FRAME_DEFAULT), 0);
-	assert_int_equal(transport_send(b.t, 1, 9, p, TRANSPORT_MAX_FRAME_DEFAULT + 1),
-			 QFS_EINVAL);
+	assert_int_equal(transport_send(b.t, 1, 9, p, TRANSPORT_MAX_FRAME_DEFAULT + 1), QFS_EINVAL);
 	WAIT_FOR(b.nrx == 6 && a.nrx == 1, 5000);
 
 	for (uint32_t i = 0; i < 3; i++) {
@@ -564,6 +576,36 @@ static void test_large_frames(void **state)
 	assert_memory_equal(a.rx[0].data, p, TRANSPORT_MAX_FRAME_DEFAULT);
 	WAIT_FOR(transport_queued(a.t, 2) == 0, 1000);
 	free(p);
+	node_free(&a);
+	node_free(&b);
+}
+
+static void test_ipv6(void **state)
+{
+	struct transport_config cfg;
+	struct node a = {0}, b = {0};
+	char addr[64];
+	struct transport *t;
+
+	(void)state;
+	node_cfg(&a, 1, &cfg, addr, 0);
+	cfg.listen_addr = "[::1]:0";
+	if (transport_create(&loop, &cfg, &t) != 0)
+		skip(); /* no IPv6 loopback here */
+	transport_close(t, NULL, NULL);
+	node_start_cfg(&a, &cfg);
+	node_cfg(&b, 2, &cfg, addr, 0);
+	cfg.listen_addr = "[::1]:0";
+	node_start_cfg(&b, &cfg);
+	sprintf(addr, "[::1]:%d", b.port);
+	assert_int_equal(transport_peer_add(a.t, 2, addr), 0);
+	sprintf(addr, "[::1]:%d", a.port);
+	assert_int_equal(transport_peer_add(b.t, 1, addr), 0);
+	assert_int_equal(transport_send(a.t, 2, 1, "v6", 2), 0);
+	assert_int_equal(transport_send(b.t, 1, 1, "6v", 2), 0);
+	WAIT_FOR(a.nrx == 1 && b.nrx == 1, 2000);
+	assert_memory_equal(b.rx[0].data, "v6", 2);
+	assert_memory_equal(a.rx[0].data, "6v", 2);
 	node_free(&a);
 	node_free(&b);
 }
@@ -769,8 +811,8 @@ static void test_bad_clients(void **state)
 		  (uint32_t)crc32(0L, hs, sizeof(hs)) ^ 0x100, hs, sizeof(hs));
 	expect_rejected(&a, &b, &q);
 	put_handshake(&q, 78, CLUSTER);
-	put_frame(&q, TRANSPORT_MAGIC, TRANSPORT_VERSION, 5, 5, (uint32_t)crc32(0L, (const uint8_t *)"hellp", 5),
-		  "hello", 5);
+	put_frame(&q, TRANSPORT_MAGIC, TRANSPORT_VERSION, 5, 5,
+		  (uint32_t)crc32(0L, (const uint8_t *)"hellp", 5), "hello", 5);
 	expect_rejected(&a, &b, &q);
 
 	/* Wrong cluster, our own id, id 0. */
@@ -846,8 +888,8 @@ static void raw_server_on_conn(uv_stream_t *s, int status)
 	assert_int_equal(uv_accept(s, (uv_stream_t *)&rs->conn.tcp), 0);
 	rs->accepted = 1;
 	if (rs->talk_back) {
-		assert_int_equal(uv_read_start((uv_stream_t *)&rs->conn.tcp, raw_alloc, raw_on_read),
-				 0);
+		assert_int_equal(
+		    uv_read_start((uv_stream_t *)&rs->conn.tcp, raw_alloc, raw_on_read), 0);
 		raw_send(&rs->conn, "unexpected", 10);
 	}
 }
@@ -1055,17 +1097,12 @@ int main(void)
 	qfs_log_set_level(getenv("QFS_TEST_LOG") ? getenv("QFS_TEST_LOG") : "error");
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-	    T(test_addr_parse),
-	    T(test_api_errors),
-	    T(test_three_way),
-	    T(test_large_frames),
-	    T(test_order),
-	    T(test_restart_and_reset),
-	    T(test_bad_clients),
-	    T(test_outbound_talk_back),
-	    T(test_queue_bound),
-	    T(test_slow_peer),
-	    T(test_remove_and_close_busy),
+	    T(test_addr_parse),		T(test_api_errors),
+	    T(test_three_way),		T(test_ipv6),
+	    T(test_large_frames),	T(test_order),
+	    T(test_restart_and_reset),	T(test_bad_clients),
+	    T(test_outbound_talk_back), T(test_queue_bound),
+	    T(test_slow_peer),		T(test_remove_and_close_busy),
 #undef T
 	};
 
