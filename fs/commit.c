@@ -39,7 +39,7 @@ static void reply_entry(struct fs *fs, fuse_req_t req, const char *key,
 	if (fi) {
 		((struct handle *)fi->fh)->nodeid = kv.ino;
 		if (fuse_reply_create(req, &e, fi) == -ENOENT) /* interrupted: nobody holds it */
-			fs_handle_free((struct handle *)fi->fh);
+			fs_handle_free(fs, (struct handle *)fi->fh);
 	} else {
 		fuse_reply_entry(req, &e);
 	}
@@ -80,8 +80,6 @@ static void finish(void *arg, int err, const struct store_result *res)
 		if (store_get(server_store(fs->srv), pc->key, 0, &kv) == 0)
 			nodes_pending_commit(fs->nodes, cr->pending, kv.ino);
 	}
-	if (cr->reply == REPLY_FLUSH || cr->reply == REPLY_RELEASE)
-		nodes_cache_forget(fs->nodes, cr->ino);
 	if (cr->reply == REPLY_FLUSH && err) {
 		pthread_mutex_lock(&cr->h->mu);
 		cr->h->dirty = cr->h->wrote = true; /* a later fsync/close tries again */
@@ -93,13 +91,13 @@ static void finish(void *arg, int err, const struct store_result *res)
 				 (unsigned long long)cr->ino, qfs_strerror(err));
 		if (err && cr->pending)
 			nodes_pending_drop(fs->nodes, cr->pending);
-		fs_handle_free(cr->h);
+		fs_handle_free(fs, cr->h);
 		fuse_reply_err(cr->req, 0);
 		goto out;
 	}
 	if (err) {
 		if (cr->reply == REPLY_CREATE)
-			fs_handle_free(cr->h);
+			fs_handle_free(fs, cr->h);
 		fs_reply_qfs_err(cr->req, err);
 	} else if (cr->reply == REPLY_ENTRY) {
 		reply_entry(fs, cr->req, pc->key, NULL);
@@ -107,6 +105,10 @@ static void finish(void *arg, int err, const struct store_result *res)
 		reply_entry(fs, cr->req, pc->key, &cr->fi);
 	} else if (cr->reply == REPLY_ATTR) {
 		reply_attr(fs, cr->req, cr->ino, pc->key, cr->h);
+	} else if (cr->reply == REPLY_FLUSH) {
+		/* Attributes the kernel fetched while this value was uncommitted
+		 * are stale now: drop them before close() returns. */
+		inval_inode(fs->inval, cr->ino, 0, cr->req, 0);
 	} else {
 		fuse_reply_err(cr->req, 0);
 	}
@@ -143,10 +145,10 @@ err:
 	}
 	if (cr->reply == REPLY_RELEASE) {
 		LOG_WARN("commit at release failed: %s", qfs_strerror(rv));
-		fs_handle_free(cr->h);
+		fs_handle_free(fs, cr->h);
 		rv = 0;
 	}
 	if (cr->reply == REPLY_CREATE)
-		fs_handle_free(cr->h);
+		fs_handle_free(fs, cr->h);
 	fs_reply_qfs_err(cr->req, rv);
 }

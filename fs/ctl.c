@@ -141,7 +141,7 @@ int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out)
 		return QFS_EISDIR;
 	h = fs_handle_new(nodeid, 0, NULL);
 	if (!h || !(h->text = malloc((size_t)n + 1))) {
-		fs_handle_free(h);
+		fs_handle_free(fs, h);
 		return QFS_ENOMEM;
 	}
 	memcpy(h->text, buf, (size_t)n);

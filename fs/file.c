@@ -34,10 +34,12 @@ struct handle *fs_handle_new(uint64_t nodeid, int flags, struct store_blob *base
 	return h;
 }
 
-void fs_handle_free(struct handle *h)
+void fs_handle_free(struct fs *fs, struct handle *h)
 {
 	if (!h)
 		return;
+	if (h->cache_ino)
+		nodes_cache_close(fs->nodes, h->cache_ino);
 	store_blob_unref(h->base);
 	free(h->buf);
 	free(h->text);
@@ -117,9 +119,11 @@ static bool writable(int flags)
 
 static void reply_open_handle(fuse_req_t req, struct fuse_file_info *fi, struct handle *h)
 {
+	struct fs *fs = FS(req);
+
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT) /* interrupted: nobody holds it */
-		fs_handle_free(h);
+		fs_handle_free(fs, h);
 }
 
 void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -152,6 +156,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	if (fi->flags & O_EXCL) {
+		fi->direct_io = 1;
 		cr.h = h;
 		cr.fi = *fi;
 		cr.fi.fh = (uintptr_t)h;
@@ -197,13 +202,14 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		e.attr.st_size = 0;
 	}
 	if (rv) {
-		fs_handle_free(h);
+		fs_handle_free(fs, h);
 		fs_reply_qfs_err(req, rv);
 		return;
 	}
 	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
-		fs_handle_free(h);
+		fs_handle_free(fs, h);
 }
 
 void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -236,10 +242,18 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rv == 0 && !(h = fs_handle_new(ino, fi->flags,
 					   t.kind == T_PENDING ? NULL : store_blob_ref(kv.value))))
 		rv = QFS_ENOMEM;
-	if (rv == 0 && t.kind == T_REV)
+	if (rv == 0 && t.kind == T_REV) {
 		fi->keep_cache = 1; /* history never changes */
-	else if (rv == 0 && t.kind == T_STORE && !writable(fi->flags))
-		fi->keep_cache = nodes_cache_keep(fs->nodes, t.ino, kv.mod_rev);
+	} else if (rv == 0 && t.kind == T_STORE && !writable(fi->flags)) {
+		enum cache_use use = nodes_cache_open(fs->nodes, t.ino, kv.mod_rev);
+
+		fi->keep_cache = use == CACHE_KEEP;
+		fi->direct_io = use == CACHE_BYPASS;
+		if (use != CACHE_BYPASS)
+			h->cache_ino = t.ino;
+	} else if (rv == 0) {
+		fi->direct_io = 1; /* writers: uncommitted bytes stay out of the cache */
+	}
 	server_unlock(fs->srv);
 	if (rv == 0 && (fi->flags & O_TRUNC) && writable(fi->flags)) {
 		pthread_mutex_lock(&h->mu);
@@ -248,7 +262,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&h->mu);
 	}
 	if (rv) {
-		fs_handle_free(h);
+		fs_handle_free(fs, h);
 		if (rv == QFS_EPERM && t.kind == T_REV)
 			fuse_reply_err(req, EROFS);
 		else
@@ -404,7 +418,7 @@ done:
 		if ((h->nodeid & NODE_PENDING_BIT) &&
 		    nodes_get(fs->nodes, h->nodeid, NULL, NULL, 0, &pi) == 0 && !pi.ino)
 			nodes_pending_drop(fs->nodes, h->nodeid); /* never committed: never existed */
-		fs_handle_free(h);
+		fs_handle_free(fs, h);
 		rv = 0;
 	}
 	fs_reply_qfs_err(req, rv);

@@ -26,6 +26,7 @@
 #include "../store/entry.h"
 #include "../store/store.h"
 #include "config.h"
+#include "inval.h"
 #include "server.h"
 
 #define NODE_CTL_DIR 2
@@ -47,6 +48,7 @@ struct fs {
 	bool thread_started;
 	bool thread_done; /* atomic: the FUSE loop has ended */
 	struct nodes *nodes;
+	struct inval *inval;
 };
 
 /* What a node id stands for, resolved with the key copied out. */
@@ -71,6 +73,7 @@ struct handle {
 	bool wrote;               /* a write or truncate since the last commit */
 	int idle_flushes;         /* flushes seen while dirty without a write */
 	int failed;               /* sticky QFS_E* (EFBIG): flush commits nothing */
+	uint64_t cache_ino;       /* != 0: a page cache user of this ino (nodes.c) */
 	uint8_t *text;            /* ctl files: generated content */
 	size_t text_len;
 };
@@ -97,10 +100,11 @@ int nodes_get(struct nodes *n, uint64_t nodeid, uint64_t *rev, char *key, size_t
 void nodes_pending_commit(struct nodes *n, uint64_t nodeid, uint64_t ino);
 void nodes_pending_drop(struct nodes *n, uint64_t nodeid);
 void nodes_forget(struct nodes *n, uint64_t nodeid, uint64_t nlookup);
-/* Kernel page cache bookkeeping: the mod revision whose pages the kernel
- * may hold for ino. keep_cache is only set when it matches. */
-bool nodes_cache_keep(struct nodes *n, uint64_t ino, uint64_t mod_rev);
-void nodes_cache_forget(struct nodes *n, uint64_t ino);
+/* How a reader of ino at mod_rev uses the page cache (see nodes.c). KEEP
+ * and FRESH handles must call nodes_cache_close() when released. */
+enum cache_use { CACHE_KEEP, CACHE_FRESH, CACHE_BYPASS };
+enum cache_use nodes_cache_open(struct nodes *n, uint64_t ino, uint64_t mod_rev);
+void nodes_cache_close(struct nodes *n, uint64_t ino);
 
 /* ---- fuse_ops.c ---------------------------------------------------------- */
 extern const struct fuse_lowlevel_ops fs_ops;
@@ -154,7 +158,7 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 struct handle *fs_handle_new(uint64_t nodeid, int flags, struct store_blob *base);
-void fs_handle_free(struct handle *h);
+void fs_handle_free(struct fs *fs, struct handle *h);
 /* Size of an open handle's current content. */
 size_t fs_handle_size(struct handle *h);
 /* Truncates or extends an open handle (ftruncate). */

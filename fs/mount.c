@@ -39,6 +39,8 @@ static void stop_hook(void *arg)
 	struct fs *fs = arg;
 
 	LOG_INFO("unmounting %s", fs->cfg->mount);
+	inval_destroy(fs->inval); /* answers the flushes still queued there */
+	fs->inval = NULL;
 	fuse_session_exit(fs->se);
 	fuse_session_unmount(fs->se);
 }
@@ -81,16 +83,21 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 		rv = QFS_EIO;
 		goto err_session;
 	}
+	if ((rv = inval_create(fs->se, &fs->inval)))
+		goto err_mount;
 	server_set_stop_hook(srv, stop_hook, fs);
 	if (pthread_create(&fs->thread, NULL, fuse_main_thread, fs) != 0) {
 		rv = QFS_ENOMEM;
-		goto err_mount;
+		goto err_inval;
 	}
 	fs->thread_started = true;
 	return 0;
 
-err_mount:
+err_inval:
 	server_set_stop_hook(srv, NULL, NULL);
+	inval_destroy(fs->inval);
+	fs->inval = NULL;
+err_mount:
 	fuse_session_unmount(fs->se);
 err_session:
 	fuse_session_destroy(fs->se);

@@ -1,8 +1,15 @@
 /*
  * Node ids the store does not give: keys as of a past revision (the
  * /.quorumfs/rev view) and files created but not yet committed. Each is kept
- * while the kernel holds a lookup on it and freed on forget. Also the page
- * cache table: which value revision the kernel may have cached per inode.
+ * while the kernel holds a lookup on it and freed on forget.
+ *
+ * Also the page cache table. The kernel's page cache is per inode, but each
+ * open file reads the value as of its open. So the cache may only be shared
+ * by handles of one revision: the first reader of a revision drops the old
+ * pages (keep_cache off), later readers of it keep them, and a reader of a
+ * newer revision that opens while older ones still read bypasses the cache
+ * (direct I/O) instead of trusting pages those may refill. Writers always
+ * bypass it, so uncommitted bytes never reach the cache.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +32,8 @@ struct node {
 };
 
 struct cached {
-	uint64_t ino, mod_rev;
+	uint64_t ino, mod_rev; /* the revision whose pages the kernel may hold */
+	uint64_t users;        /* open handles reading through the page cache */
 	struct cached *next;
 };
 
@@ -254,10 +262,10 @@ void nodes_forget(struct nodes *n, uint64_t nodeid, uint64_t nlookup)
 	pthread_mutex_unlock(&n->mu);
 }
 
-bool nodes_cache_keep(struct nodes *n, uint64_t ino, uint64_t mod_rev)
+enum cache_use nodes_cache_open(struct nodes *n, uint64_t ino, uint64_t mod_rev)
 {
 	struct cached **pp, *c;
-	bool keep = false;
+	enum cache_use use = CACHE_BYPASS;
 
 	pthread_mutex_lock(&n->mu);
 	pp = &n->cache[hash_u64(ino)];
@@ -268,27 +276,27 @@ bool nodes_cache_keep(struct nodes *n, uint64_t ino, uint64_t mod_rev)
 		c->ino = ino;
 		*pp = c;
 	}
-	if (c) {
-		keep = c->mod_rev == mod_rev;
+	if (c && c->users == 0) {
+		use = c->mod_rev == mod_rev ? CACHE_KEEP : CACHE_FRESH;
 		c->mod_rev = mod_rev;
+		c->users = 1;
+	} else if (c && c->mod_rev == mod_rev) {
+		use = CACHE_KEEP;
+		c->users++;
 	}
 	pthread_mutex_unlock(&n->mu);
-	return keep;
+	return use;
 }
 
-void nodes_cache_forget(struct nodes *n, uint64_t ino)
+void nodes_cache_close(struct nodes *n, uint64_t ino)
 {
-	struct cached **pp;
+	struct cached *c;
 
 	pthread_mutex_lock(&n->mu);
-	pp = &n->cache[hash_u64(ino)];
-	while (*pp && (*pp)->ino != ino)
-		pp = &(*pp)->next;
-	if (*pp) {
-		struct cached *c = *pp;
-
-		*pp = c->next;
-		free(c);
-	}
+	c = n->cache[hash_u64(ino)];
+	while (c && c->ino != ino)
+		c = c->next;
+	if (c && c->users)
+		c->users--;
 	pthread_mutex_unlock(&n->mu);
 }

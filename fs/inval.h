@@ -1,0 +1,25 @@
+/*
+ * Kernel cache invalidation (FUSE notify) from a thread of its own. Notify
+ * calls must not run on a FUSE handler thread or on the thread that answers
+ * requests (the kernel may be waiting on a request the notify would wait
+ * for). An item may carry a request to answer after its invalidation, so
+ * that close() returns only once the kernel has dropped what it cached.
+ */
+#ifndef QFS_INVAL_H
+#define QFS_INVAL_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <stdint.h>
+
+struct inval;
+
+int inval_create(struct fuse_session *se, struct inval **out);
+/* Carries out everything queued (answering its requests), then stops. */
+void inval_destroy(struct inval *iv);
+
+/* Any thread. Drops the kernel's attributes of node id ino (and its data
+ * when data is non-zero), then, if req is not NULL, answers it with err. */
+void inval_inode(struct inval *iv, uint64_t ino, int data, fuse_req_t req, int err);
+
+#endif
