@@ -16,6 +16,7 @@ Run as root from the repo root: /usr/bin/python3 -m pytest -q tests/e2e
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,12 +72,30 @@ class Members:
             m.cleanup()
 
 
+TEST_TIMEOUT = 120  # seconds; the whole suite takes well under that
+
+
 @pytest.fixture
 def members(request, tmp_path):
     ms = Members(tmp_path)
+    fired = threading.Event()
+
+    def watchdog():
+        # A daemon that stops answering would hang the test in a syscall:
+        # killing it makes every blocked FUSE call fail with ENOTCONN.
+        fired.set()
+        for m in ms.all:
+            m.abort()
+
+    timer = threading.Timer(TEST_TIMEOUT, watchdog)
+    timer.daemon = True
+    timer.start()
     yield ms
+    timer.cancel()
     ms.teardown()
     problems = []
+    if fired.is_set():
+        problems.append(f"test ran over {TEST_TIMEOUT} s: its daemons were killed")
     for m in ms.all:
         leftovers = daemon_pids(m.mnt)
         if leftovers:

@@ -222,23 +222,38 @@ class Member:
             assert wait_until(lambda: not is_mounted(self.mnt), 5), f"{self.mnt} still mounted"
 
     def cleanup(self):
-        """Whatever state we are in: no mount and no process afterwards."""
-        if is_mounted(self.mnt):
-            lazy_unmount(self.mnt)
+        """Whatever state we are in: no mount and no process afterwards.
+        A live daemon gets SIGTERM first (its own clean unmount: unmounting
+        under it as well would make it log a failed unmount); a stuck one
+        is lazily unmounted, then killed."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
+                lazy_unmount(self.mnt)
                 self.proc.kill()
                 self.proc.wait(5)
-        for pid in daemon_pids(self.mnt):  # e.g. started by mount.quorumfs
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # e.g. started by mount.quorumfs
+            for pid in daemon_pids(self.mnt):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if wait_until(lambda: not daemon_pids(self.mnt), 5):
+                break
+        if is_mounted(self.mnt):
+            lazy_unmount(self.mnt)
+
+    def abort(self):
+        """Watchdog: kill -9 without waiting, so FUSE calls blocked on it fail."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        for pid in daemon_pids(self.mnt):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if is_mounted(self.mnt):
-            lazy_unmount(self.mnt)
 
     # -- log --
 
