@@ -29,6 +29,7 @@
 #define HEADER_BYTES 12u    /* length, header CRC, payload CRC */
 #define ENTRY_FIXED 17u	    /* type, index, term */
 #define HARDSTATE_BYTES 25u /* type, term, vote, commit */
+#define SNAPSHOT_BYTES 17u  /* type, index, term */
 #define READ_CHUNK (1u << 20)
 #define SEGMENT_NAME_LEN 20 /* 16 hex digits + ".wal" */
 
@@ -373,6 +374,22 @@ static int scan_segment(struct scan *s, const char *path, int fd, int is_last, u
 			s->hs_vote = rec.hs_vote;
 			s->hs_commit = rec.hs_commit;
 			skip = 0;
+		} else if (len >= 1 && p[0] == WAL_SNAPSHOT) {
+			if (len != SNAPSHOT_BYTES) {
+				what = "SNAPSHOT record of wrong size";
+				goto corrupt;
+			}
+			rec.type = WAL_SNAPSHOT;
+			rec.index = qfs_le64_get(p + 1);
+			rec.term = qfs_le64_get(p + 9);
+			/* The log restarts after the snapshot: entries before this
+			 * record are superseded and the next one is index + 1. */
+			if (rec.index > s->after_index)
+				s->after_index = rec.index;
+			s->prev = rec.index;
+			if (rec.index > *max_index)
+				*max_index = rec.index;
+			skip = 0;
 		} else {
 			what = "unknown record type";
 			goto corrupt;
@@ -678,7 +695,9 @@ void wal_close(struct wal *w)
 
 static size_t record_size(const struct wal_record *r)
 {
-	return HEADER_BYTES + (r->type == WAL_ENTRY ? ENTRY_FIXED + r->len : HARDSTATE_BYTES);
+	if (r->type == WAL_ENTRY)
+		return HEADER_BYTES + ENTRY_FIXED + r->len;
+	return HEADER_BYTES + (r->type == WAL_SNAPSHOT ? SNAPSHOT_BYTES : HARDSTATE_BYTES);
 }
 
 static uint8_t *record_encode(uint8_t *out, const struct wal_record *r)
@@ -693,6 +712,11 @@ static uint8_t *record_encode(uint8_t *out, const struct wal_record *r)
 		qfs_le64_put(p + 9, r->term);
 		if (r->len)
 			memcpy(p + ENTRY_FIXED, r->data, r->len);
+	} else if (r->type == WAL_SNAPSHOT) {
+		len = SNAPSHOT_BYTES;
+		p[0] = WAL_SNAPSHOT;
+		qfs_le64_put(p + 1, r->index);
+		qfs_le64_put(p + 9, r->term);
 	} else {
 		len = HARDSTATE_BYTES;
 		p[0] = WAL_HARDSTATE;
@@ -725,7 +749,7 @@ int wal_write(struct wal *w, const struct wal_record *recs, size_t n)
 				return QFS_EINVAL;
 			if (!first_entry)
 				first_entry = r->index;
-		} else if (r->type != WAL_HARDSTATE) {
+		} else if (r->type != WAL_HARDSTATE && r->type != WAL_SNAPSHOT) {
 			return QFS_EINVAL;
 		}
 		if (record_size(r) > SIZE_MAX - total)
@@ -780,7 +804,7 @@ int wal_write(struct wal *w, const struct wal_record *recs, size_t n)
 		const struct wal_record *r = &recs[i];
 		struct segment *seg = &w->segs[w->nsegs - 1];
 
-		if (r->type == WAL_ENTRY) {
+		if (r->type == WAL_ENTRY || r->type == WAL_SNAPSHOT) {
 			w->last_index = r->index;
 			if (r->index > seg->max_index)
 				seg->max_index = r->index;

@@ -42,11 +42,18 @@
 #define WAL_RECORD_MAX (64u << 20)     /* payload bytes; larger is corruption */
 #define WAL_SEGMENT_BYTES (64u << 20)  /* rotate after this many bytes */
 
-enum wal_record_type { WAL_ENTRY = 1, WAL_HARDSTATE = 2 };
+/*
+ * SNAPSHOT (u64 index, u64 term) marks that a snapshot at index was made
+ * durable and the log restarts after it: every entry written before it is
+ * superseded (a follower that installs a leader's snapshot drops its own,
+ * possibly conflicting, log this way) and the next entry is index + 1.
+ * Replay hands it to the callback like any record.
+ */
+enum wal_record_type { WAL_ENTRY = 1, WAL_HARDSTATE = 2, WAL_SNAPSHOT = 3 };
 
 struct wal_record {
 	enum wal_record_type type;
-	uint64_t index, term;        /* ENTRY */
+	uint64_t index, term;        /* ENTRY, SNAPSHOT */
 	const uint8_t *data;         /* ENTRY; borrowed */
 	size_t len;
 	uint64_t hs_term, hs_vote, hs_commit; /* HARDSTATE */

@@ -53,7 +53,10 @@ static int collect(void *arg, const struct wal_record *rec)
 	g = &c->v[c->n++];
 	memset(g, 0, sizeof(*g));
 	g->type = rec->type;
-	if (rec->type == WAL_ENTRY) {
+	if (rec->type == WAL_SNAPSHOT) {
+		g->index = rec->index;
+		g->term = rec->term;
+	} else if (rec->type == WAL_ENTRY) {
 		g->index = rec->index;
 		g->term = rec->term;
 		g->len = rec->len;
@@ -395,6 +398,50 @@ static void test_suffix_replacement(void **state)
 	check_entry(&c.v[1], 5, 2, 8);
 	check_entry(&c.v[2], 6, 2, 8);
 	wal_close(w);
+	collector_reset(&c);
+}
+
+/* A snapshot marker supersedes the log before it: the next entry follows
+ * the snapshot, whether the old log was shorter (no gap error) or longer. */
+static void test_snapshot_marker(void **state)
+{
+	const char *dir = *state;
+	struct wal_record snap = {.type = WAL_SNAPSHOT, .index = 10, .term = 3};
+	struct collector c = {0};
+	struct wal *w;
+	char err[256];
+
+	assert_int_equal(reopen(dir, 0, &c, &w, err, sizeof(err)), 0);
+	for (uint64_t i = 1; i <= 5; i++)
+		put_entry(w, i, 1, 4);
+	assert_int_equal(wal_write(w, &snap, 1), 0);
+	assert_int_equal(wal_last_index(w), 10);
+	put_entry(w, 11, 3, 4);
+	put_entry(w, 12, 3, 4);
+	snap.index = 11; /* a longer, conflicting log dropped the same way */
+	snap.term = 4;
+	assert_int_equal(wal_write(w, &snap, 1), 0);
+	put_entry(w, 12, 4, 8);
+	wal_close(w);
+
+	assert_int_equal(reopen(dir, 0, &c, &w, err, sizeof(err)), 0);
+	assert_int_equal(c.n, 10);
+	check_entry(&c.v[4], 5, 1, 4);
+	assert_int_equal(c.v[5].type, WAL_SNAPSHOT);
+	assert_int_equal(c.v[5].index, 10);
+	assert_int_equal(c.v[5].term, 3);
+	check_entry(&c.v[6], 11, 3, 4);
+	check_entry(&c.v[7], 12, 3, 4);
+	assert_int_equal(c.v[8].type, WAL_SNAPSHOT);
+	check_entry(&c.v[9], 12, 4, 8);
+	wal_close(w);
+
+	/* A gap after the marker is still refused. */
+	assert_int_equal(reopen(dir, 0, &c, &w, err, sizeof(err)), 0);
+	put_entry(w, 14, 4, 4);
+	wal_close(w);
+	assert_int_equal(reopen(dir, 0, &c, &w, err, sizeof(err)), QFS_ECORRUPT);
+	assert_non_null(strstr(err, "entries missing"));
 	collector_reset(&c);
 }
 
@@ -848,6 +895,7 @@ int main(void)
 	    T(test_round_trip),
 	    T(test_after_index_skips),
 	    T(test_suffix_replacement),
+	    T(test_snapshot_marker),
 	    T(test_rotation),
 	    T(test_torn_tail_every_cut),
 	    T(test_torn_tail_zeros),
