@@ -614,8 +614,11 @@ static void inject_conf(struct sim *s)
 	switch (sim_below(s, 3)) {
 	case 0:
 		op = RAFT_CONF_ADD_LEARNER;
+		/* Member ids are never reused (as in etcd): only a new node or
+		 * one whose addition was lost. */
 		for (uint64_t i = 1; i <= SIM_MAX_NODES && !target; i++)
-			if (s->nodes[i].exists && !members_find(&st.members, i))
+			if (s->nodes[i].exists && !s->nodes[i].was_member &&
+			    !members_find(&st.members, i))
 				target = i;
 		if (!target && s->next_id <= SIM_MAX_NODES)
 			target = s->next_id;
