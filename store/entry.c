@@ -77,6 +77,9 @@ int entry_encode(const struct entry *e, struct qbuf *out)
 		for (i = 0; i < t->nelse; i++)
 			if (!valid_op(&t->else_ops[i]))
 				return QFS_EINVAL;
+	} else if (e->type == ENTRY_MEMBER) {
+		if (!e->member.name || !e->member.peer || !e->member.client)
+			return QFS_EINVAL;
 	} else if (e->type != ENTRY_COMPACT) {
 		return QFS_EINVAL;
 	}
@@ -88,6 +91,13 @@ int entry_encode(const struct entry *e, struct qbuf *out)
 	qbuf_put_u64(out, (uint64_t)e->time_ns);
 	if (e->type == ENTRY_COMPACT) {
 		qbuf_put_u64(out, e->compact_rev);
+		return qbuf_error(out);
+	}
+	if (e->type == ENTRY_MEMBER) {
+		qbuf_put_u64(out, e->member.id);
+		qbuf_put_bytes(out, e->member.name, strlen(e->member.name));
+		qbuf_put_bytes(out, e->member.peer, strlen(e->member.peer));
+		qbuf_put_bytes(out, e->member.client, strlen(e->member.client));
 		return qbuf_error(out);
 	}
 	qbuf_put_u32(out, (uint32_t)t->ncmps);
@@ -202,13 +212,21 @@ static void dec_entry(struct dec *d, struct entry *e, struct store_cmp *cmps,
 	e->origin = qreader_u64(&d->r);
 	e->request_id = qreader_u64(&d->r);
 	e->time_ns = (int64_t)qreader_u64(&d->r);
-	if (version != ENTRY_VERSION || (type != ENTRY_TXN && type != ENTRY_COMPACT))
+	if (version != ENTRY_VERSION ||
+	    (type != ENTRY_TXN && type != ENTRY_COMPACT && type != ENTRY_MEMBER))
 		d->r.failed = 1;
 	e->type = (enum entry_type)type;
 	if (d->r.failed)
 		return;
 	if (type == ENTRY_COMPACT) {
 		e->compact_rev = qreader_u64(&d->r);
+		goto end;
+	}
+	if (type == ENTRY_MEMBER) {
+		e->member.id = qreader_u64(&d->r);
+		e->member.name = dec_bytes(d, true, false, NULL);
+		e->member.peer = dec_bytes(d, true, false, NULL);
+		e->member.client = dec_bytes(d, true, false, NULL);
 		goto end;
 	}
 

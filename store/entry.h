@@ -14,6 +14,9 @@
  *        i64 mtime_ns, bytes value, bytes dst, bytes xname
  *   ("bytes" = u32 length + data; strings carry no NUL)
  * COMPACT body: u64 revision (history before it is dropped).
+ * MEMBER body: u64 member id, bytes name, bytes peer address, bytes client
+ *   address: a member publishing where it listens. Not for the store
+ *   (store_apply leaves the keys alone); the daemon keeps the address book.
  */
 #ifndef QFS_ENTRY_H
 #define QFS_ENTRY_H
@@ -29,7 +32,12 @@
 #define ENTRY_TIME_OFFSET 18
 #define ENTRY_MAX_OPS 65535 /* per branch, and compares */
 
-enum entry_type { ENTRY_TXN = 1, ENTRY_COMPACT = 2 };
+enum entry_type { ENTRY_TXN = 1, ENTRY_COMPACT = 2, ENTRY_MEMBER = 3 };
+
+struct entry_member {
+	uint64_t id;
+	const char *name, *peer, *client; /* NUL-terminated; "" when unknown */
+};
 
 struct entry {
 	enum entry_type type;
@@ -38,6 +46,7 @@ struct entry {
 	int64_t time_ns;     /* orderer's wall clock: commit time of the change */
 	struct store_txn txn;   /* ENTRY_TXN */
 	uint64_t compact_rev;   /* ENTRY_COMPACT */
+	struct entry_member member; /* ENTRY_MEMBER */
 };
 
 /* Appends the encoding of e to out. Returns 0, QFS_EINVAL (NULL key, too many

@@ -419,9 +419,9 @@ int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t le
 		res->err = QFS_EMSG;
 	} else if (e->type == ENTRY_TXN) {
 		txn_apply(s, &e->txn, e->time_ns, res);
-	} else {
+	} else if (e->type == ENTRY_COMPACT) {
 		apply_compact(s, e->compact_rev, res);
-	}
+	} /* ENTRY_MEMBER: not for the keys */
 	free(e);
 	if (s->rev != rev_before && s->rev != rev_before + 1) {
 		fprintf(stderr, "store: revision jumped from %llu to %llu\n",

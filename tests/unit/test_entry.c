@@ -147,6 +147,31 @@ static void test_roundtrip_compact_and_empty(void **state)
 	qbuf_close(&b);
 }
 
+static void test_roundtrip_member(void **state)
+{
+	struct entry m = {.type = ENTRY_MEMBER, .origin = 9, .request_id = 1,
+			  .member = {.id = 42, .name = "n2", .peer = "127.0.0.1:2380", .client = ""}};
+	struct entry *d;
+	struct qbuf b;
+
+	(void)state;
+	encode(&m, &b);
+	assert_int_equal(entry_decode(b.data, b.len, &d), 0);
+	assert_int_equal(d->type, ENTRY_MEMBER);
+	assert_int_equal(d->member.id, 42);
+	assert_string_equal(d->member.name, "n2");
+	assert_string_equal(d->member.peer, "127.0.0.1:2380");
+	assert_string_equal(d->member.client, "");
+	free(d);
+	for (size_t cut = 0; cut < b.len; cut++) /* every truncation is refused */
+		assert_int_equal(entry_decode(b.data, cut, &d), QFS_EMSG);
+	qbuf_close(&b);
+	m.member.peer = NULL;
+	qbuf_init(&b);
+	assert_int_equal(entry_encode(&m, &b), QFS_EINVAL);
+	qbuf_close(&b);
+}
+
 static void test_stamp_time(void **state)
 {
 	struct entry e = sample_entry(), *d;
@@ -305,6 +330,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_txn),
 		cmocka_unit_test(test_roundtrip_compact_and_empty),
+	    cmocka_unit_test(test_roundtrip_member),
 		cmocka_unit_test(test_stamp_time),
 		cmocka_unit_test(test_encode_rejects),
 		cmocka_unit_test(test_decode_rejects),
