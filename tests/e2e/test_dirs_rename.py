@@ -76,9 +76,13 @@ def test_rename_subtree_is_one_revision_and_keeps_inodes(member):
 
 def test_mv_T_over_empty_dir(member):
     member.sh("mkdir -p src/sub empty && echo x > src/sub/f")
+    before = inodes(member.p("src"))
+    r = member.revision()
     member.sh("mv -T src empty")
+    assert member.revision() == r + 1, "replacing an empty dir by a subtree is one revision"
     assert not os.path.exists(member.p("src"))
     assert read_file(member.p("empty/sub/f")) == b"x\n"
+    assert inodes(member.p("empty")) == before
 
 
 def test_rename_dir_over_nonempty_dir_fails(member):
