@@ -34,6 +34,7 @@ from qfs import (  # noqa: E402
 )
 
 _started = []  # every Member of the session, for the last-resort sweep
+TEST_TIMEOUT = 120  # seconds per test; the whole suite takes well under that
 
 
 def pytest_configure(config):
@@ -70,9 +71,6 @@ class Members:
     def teardown(self):
         for m in self.all:
             m.cleanup()
-
-
-TEST_TIMEOUT = 120  # seconds; the whole suite takes well under that
 
 
 @pytest.fixture
@@ -119,14 +117,14 @@ def member(members):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _sweep():
+def _sweep(tmp_path_factory):
     """Last resort: whatever a crashed fixture left behind is unmounted and killed."""
+    base = str(tmp_path_factory.getbasetemp().resolve())
     yield
     for m in _started:
         m.cleanup()
-    base = Path(os.environ.get("TMPDIR", "/tmp")).resolve()
     for mnt in quorumfs_mounts():
-        if mnt.startswith(str(base) + "/pytest-of-"):
+        if mnt.startswith(base + "/"):
             lazy_unmount(mnt)
             for pid in daemon_pids(mnt):
                 try:
