@@ -1,0 +1,478 @@
+/*
+ * Client protocol encoders and decoders (see client_proto.h for the wire
+ * format). Encoders build the payload behind a reserved header and fill the
+ * header last, so a frame is written in one pass. Decoders read a whole
+ * payload through a qreader and check once at the end.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "../common/errors.h"
+#include "client_proto.h"
+
+/* ---- frames ---------------------------------------------------------------- */
+
+static size_t frame_begin(struct qbuf *b)
+{
+	size_t off = b->len;
+	uint8_t *h = qbuf_reserve(b, CLIENT_PROTO_HDR_SIZE);
+
+	if (h)
+		memset(h, 0, CLIENT_PROTO_HDR_SIZE);
+	return off;
+}
+
+static int frame_end(struct qbuf *b, size_t off, uint8_t type)
+{
+	size_t len;
+	uint8_t *h;
+	int rv = qbuf_error(b);
+
+	if (rv)
+		return rv;
+	len = b->len - off - CLIENT_PROTO_HDR_SIZE;
+	if (len > CLIENT_PROTO_MAX_PAYLOAD) {
+		b->len = off;
+		return QFS_EINVAL;
+	}
+	h = b->data + off;
+	qfs_le32_put(h, CLIENT_PROTO_MAGIC);
+	h[4] = CLIENT_PROTO_VERSION;
+	h[5] = type;
+	h[6] = h[7] = 0;
+	qfs_le32_put(h + 8, (uint32_t)len);
+	qfs_le32_put(h + 12, (uint32_t)crc32(0L, h + CLIENT_PROTO_HDR_SIZE, (uInt)len));
+	return 0;
+}
+
+static bool type_valid(uint8_t type)
+{
+	uint8_t req = type & (uint8_t)~CLIENT_PROTO_RESPONSE;
+
+	return req >= 1 && req <= CLIENT_REQ_MAX_;
+}
+
+int client_proto_hdr_decode(const uint8_t *h, size_t max_payload, struct client_hdr *out)
+{
+	if (qfs_le32_get(h) != CLIENT_PROTO_MAGIC || h[4] != CLIENT_PROTO_VERSION ||
+	    !type_valid(h[5]))
+		return QFS_EMSG;
+	out->type = h[5];
+	out->len = qfs_le32_get(h + 8);
+	out->crc = qfs_le32_get(h + 12);
+	return out->len > max_payload ? QFS_EFBIG : 0;
+}
+
+int client_proto_crc_check(const struct client_hdr *h, const uint8_t *payload)
+{
+	return (uint32_t)crc32(0L, payload, h->len) == h->crc ? 0 : QFS_EMSG;
+}
+
+/* ---- strings ---------------------------------------------------------------- */
+
+/* An absent or over-long string poisons the buffer's record: the caller's
+ * frame_end then fails. */
+static int put_str(struct qbuf *b, const char *s, size_t max)
+{
+	size_t n;
+
+	if (!s)
+		return QFS_EINVAL;
+	n = strlen(s);
+	if (n > max)
+		return QFS_EINVAL;
+	qbuf_put_bytes(b, s, n + 1);
+	return 0;
+}
+
+/* A string of at most max bytes (NUL excluded), NUL-terminated in place. */
+static const char *get_str(struct qreader *r, size_t max)
+{
+	size_t len;
+	const uint8_t *p = qreader_bytes(r, max + 1, &len);
+
+	if (!p || len == 0 || p[len - 1] != 0 || memchr(p, 0, len - 1)) {
+		r->failed = 1;
+		r->left = 0;
+		return "";
+	}
+	return (const char *)p;
+}
+
+/* ---- requests --------------------------------------------------------------- */
+
+int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
+{
+	size_t start = b->len, off;
+	int rv = 0;
+
+	if (!type_valid(r->type) || (r->type & CLIENT_PROTO_RESPONSE))
+		return QFS_EINVAL;
+	off = frame_begin(b);
+	switch (r->type) {
+	case CLIENT_REQ_STATUS:
+	case CLIENT_REQ_MEMBER_LIST:
+		break;
+	case CLIENT_REQ_MEMBER_ADD:
+		rv = put_str(b, r->name, CLIENT_PROTO_NAME_MAX);
+		rv = rv ? rv : put_str(b, r->peer_addr, CLIENT_PROTO_ADDR_MAX);
+		rv = rv ? rv
+			: put_str(b, r->client_addr ? r->client_addr : "", CLIENT_PROTO_ADDR_MAX);
+		qbuf_put_u8(b, r->learner);
+		break;
+	case CLIENT_REQ_MEMBER_REMOVE:
+	case CLIENT_REQ_MEMBER_PROMOTE:
+	case CLIENT_REQ_LEADER_TRANSFER:
+		rv = put_str(b, r->name, CLIENT_PROTO_NAME_MAX);
+		break;
+	case CLIENT_REQ_GET:
+		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
+		qbuf_put_u32(b, r->flags);
+		qbuf_put_u64(b, r->rev);
+		rv = rv ? rv : put_str(b, r->after ? r->after : "", CLIENT_PROTO_KEY_MAX);
+		break;
+	case CLIENT_REQ_PUT:
+		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
+		if (!rv && r->value_len > CLIENT_PROTO_MAX_PAYLOAD)
+			rv = QFS_EINVAL;
+		if (!rv)
+			qbuf_put_bytes(b, r->value_len ? (const void *)r->value : "", r->value_len);
+		break;
+	case CLIENT_REQ_DEL:
+		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
+		qbuf_put_u32(b, r->flags);
+		break;
+	}
+	rv = rv ? rv : frame_end(b, off, r->type);
+	if (rv && !qbuf_error(b))
+		b->len = start;
+	return rv;
+}
+
+int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
+			    struct client_req *out)
+{
+	struct qreader r;
+
+	memset(out, 0, sizeof(*out));
+	out->type = type;
+	out->after = out->client_addr = "";
+	qreader_init(&r, payload, len);
+	switch (type) {
+	case CLIENT_REQ_STATUS:
+	case CLIENT_REQ_MEMBER_LIST:
+		break;
+	case CLIENT_REQ_MEMBER_ADD:
+		out->name = get_str(&r, CLIENT_PROTO_NAME_MAX);
+		out->peer_addr = get_str(&r, CLIENT_PROTO_ADDR_MAX);
+		out->client_addr = get_str(&r, CLIENT_PROTO_ADDR_MAX);
+		out->learner = qreader_u8(&r) != 0;
+		break;
+	case CLIENT_REQ_MEMBER_REMOVE:
+	case CLIENT_REQ_MEMBER_PROMOTE:
+	case CLIENT_REQ_LEADER_TRANSFER:
+		out->name = get_str(&r, CLIENT_PROTO_NAME_MAX);
+		break;
+	case CLIENT_REQ_GET:
+		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
+		out->flags = qreader_u32(&r);
+		out->rev = qreader_u64(&r);
+		out->after = get_str(&r, CLIENT_PROTO_KEY_MAX);
+		break;
+	case CLIENT_REQ_PUT:
+		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
+		out->value = qreader_bytes(&r, CLIENT_PROTO_MAX_PAYLOAD, &out->value_len);
+		break;
+	case CLIENT_REQ_DEL:
+		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
+		out->flags = qreader_u32(&r);
+		break;
+	default:
+		return QFS_EMSG;
+	}
+	/* Trailing bytes mean the sender speaks something else. */
+	if (qreader_error(&r) || r.left != 0)
+		return QFS_EMSG;
+	return 0;
+}
+
+/* ---- responses ------------------------------------------------------------- */
+
+static int ok_frame(struct qbuf *b, uint8_t type, size_t *off)
+{
+	if (!type_valid(type) || (type & CLIENT_PROTO_RESPONSE))
+		return QFS_EINVAL;
+	*off = frame_begin(b);
+	qbuf_put_u32(b, 0);
+	return 0;
+}
+
+static int finish(struct qbuf *b, size_t start, size_t off, uint8_t type, int rv)
+{
+	rv = rv ? rv : frame_end(b, off, type | CLIENT_PROTO_RESPONSE);
+	if (rv && !qbuf_error(b))
+		b->len = start;
+	return rv;
+}
+
+int client_proto_err_encode(struct qbuf *b, uint8_t type, int status, const char *msg,
+			    const char *leader_name, const char *leader_client)
+{
+	size_t start = b->len, off;
+	int rv;
+
+	if (!type_valid(type) || (type & CLIENT_PROTO_RESPONSE) || status >= 0)
+		return QFS_EINVAL;
+	off = frame_begin(b);
+	qbuf_put_u32(b, (uint32_t)status);
+	rv = put_str(b, msg, CLIENT_PROTO_MSG_MAX);
+	rv = rv ? rv : put_str(b, leader_name ? leader_name : "", CLIENT_PROTO_NAME_MAX);
+	rv = rv ? rv : put_str(b, leader_client ? leader_client : "", CLIENT_PROTO_ADDR_MAX);
+	return finish(b, start, off, type, rv);
+}
+
+int client_proto_ok_encode(struct qbuf *b, uint8_t type)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, type, &off);
+
+	return rv ? rv : finish(b, start, off, type, 0);
+}
+
+int client_proto_rev_encode(struct qbuf *b, uint8_t type, uint64_t revision)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, type, &off);
+
+	if (rv)
+		return rv;
+	qbuf_put_u64(b, revision);
+	return finish(b, start, off, type, 0);
+}
+
+int client_proto_status_encode(struct qbuf *b, const struct client_status *st)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, CLIENT_REQ_STATUS, &off);
+
+	if (rv)
+		return rv;
+	rv = put_str(b, st->name, CLIENT_PROTO_NAME_MAX);
+	qbuf_put_u64(b, st->member_id);
+	qbuf_put_u64(b, st->cluster_id);
+	rv = rv ? rv : put_str(b, st->role, CLIENT_PROTO_MSG_MAX);
+	qbuf_put_u64(b, st->term);
+	qbuf_put_u64(b, st->commit_index);
+	qbuf_put_u64(b, st->applied_index);
+	qbuf_put_u64(b, st->leader_id);
+	rv = rv ? rv : put_str(b, st->leader_name ? st->leader_name : "", CLIENT_PROTO_NAME_MAX);
+	qbuf_put_u64(b, st->revision);
+	qbuf_put_u64(b, st->compacted_revision);
+	qbuf_put_u64(b, st->db_size);
+	qbuf_put_u64(b, st->quota_bytes);
+	qbuf_put_u64(b, st->keys);
+	qbuf_put_u64(b, st->snapshot_index);
+	return finish(b, start, off, CLIENT_REQ_STATUS, rv);
+}
+
+int client_proto_members_encode(struct qbuf *b, const struct client_member *m, size_t n)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, CLIENT_REQ_MEMBER_LIST, &off);
+
+	if (rv)
+		return rv;
+	qbuf_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n && !rv; i++) {
+		qbuf_put_u64(b, m[i].id);
+		rv = put_str(b, m[i].name, CLIENT_PROTO_NAME_MAX);
+		rv = rv ? rv : put_str(b, m[i].peer_addr, CLIENT_PROTO_ADDR_MAX);
+		rv = rv ? rv
+			: put_str(b, m[i].client_addr ? m[i].client_addr : "",
+				  CLIENT_PROTO_ADDR_MAX);
+		qbuf_put_u8(b, m[i].voter);
+		qbuf_put_u8(b, m[i].leader);
+	}
+	return finish(b, start, off, CLIENT_REQ_MEMBER_LIST, rv);
+}
+
+/* Body: u64 revision, u8 more, u32 n at fixed offsets from the payload. */
+#define GET_MORE_OFF 8
+#define GET_COUNT_OFF 9
+
+void client_proto_get_begin(struct client_get_enc *g, struct qbuf *b, uint64_t revision)
+{
+	g->b = b;
+	g->n = 0;
+	g->err = 0;
+	g->frame = frame_begin(b);
+	qbuf_put_u32(b, 0);
+	g->payload = b->len;
+	qbuf_put_u64(b, revision);
+	qbuf_put_u8(b, 0);
+	qbuf_put_u32(b, 0);
+}
+
+size_t client_proto_kv_size(const struct client_kv *kv)
+{
+	return 4 + strlen(kv->key) + 1 + 1 + 4 + 3 * 8 + 4 + kv->value_len;
+}
+
+void client_proto_get_add(struct client_get_enc *g, const struct client_kv *kv)
+{
+	struct qbuf *b = g->b;
+
+	if (g->err)
+		return;
+	g->err = put_str(b, kv->key, CLIENT_PROTO_KEY_MAX);
+	qbuf_put_u8(b, kv->type);
+	qbuf_put_u32(b, kv->mode);
+	qbuf_put_u64(b, kv->create_rev);
+	qbuf_put_u64(b, kv->mod_rev);
+	qbuf_put_u64(b, kv->version);
+	qbuf_put_bytes(b, kv->value_len ? (const void *)kv->value : "", kv->value_len);
+	g->n++;
+}
+
+int client_proto_get_end(struct client_get_enc *g, bool more)
+{
+	struct qbuf *b = g->b;
+	int rv = g->err ? g->err : qbuf_error(b);
+
+	if (!rv) {
+		b->data[g->payload + GET_MORE_OFF] = more;
+		qfs_le32_put(b->data + g->payload + GET_COUNT_OFF, g->n);
+	}
+	return finish(b, g->frame, g->frame, CLIENT_REQ_GET, rv);
+}
+
+static void read_status(struct qreader *r, struct client_status *st)
+{
+	st->name = get_str(r, CLIENT_PROTO_NAME_MAX);
+	st->member_id = qreader_u64(r);
+	st->cluster_id = qreader_u64(r);
+	st->role = get_str(r, CLIENT_PROTO_MSG_MAX);
+	st->term = qreader_u64(r);
+	st->commit_index = qreader_u64(r);
+	st->applied_index = qreader_u64(r);
+	st->leader_id = qreader_u64(r);
+	st->leader_name = get_str(r, CLIENT_PROTO_NAME_MAX);
+	st->revision = qreader_u64(r);
+	st->compacted_revision = qreader_u64(r);
+	st->db_size = qreader_u64(r);
+	st->quota_bytes = qreader_u64(r);
+	st->keys = qreader_u64(r);
+	st->snapshot_index = qreader_u64(r);
+}
+
+/* Smallest encodings, to bound counts before allocating arrays. */
+#define MEMBER_MIN_SIZE (8 + 3 * 5 + 2)
+#define KV_MIN_SIZE (5 + 1 + 4 + 3 * 8 + 4)
+
+static int read_members(struct qreader *r, struct client_resp *out)
+{
+	uint32_t n = qreader_u32(r);
+
+	if (qreader_error(r) || n > r->left / MEMBER_MIN_SIZE)
+		return QFS_EMSG;
+	out->members = calloc(n ? n : 1, sizeof(*out->members));
+	if (!out->members)
+		return QFS_ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct client_member *m = &out->members[i];
+
+		m->id = qreader_u64(r);
+		m->name = get_str(r, CLIENT_PROTO_NAME_MAX);
+		m->peer_addr = get_str(r, CLIENT_PROTO_ADDR_MAX);
+		m->client_addr = get_str(r, CLIENT_PROTO_ADDR_MAX);
+		m->voter = qreader_u8(r) != 0;
+		m->leader = qreader_u8(r) != 0;
+	}
+	out->nmembers = n;
+	return 0;
+}
+
+static int read_kvs(struct qreader *r, struct client_resp *out)
+{
+	uint32_t n;
+
+	out->revision = qreader_u64(r);
+	out->more = qreader_u8(r) != 0;
+	n = qreader_u32(r);
+	if (qreader_error(r) || n > r->left / KV_MIN_SIZE)
+		return QFS_EMSG;
+	out->kvs = calloc(n ? n : 1, sizeof(*out->kvs));
+	if (!out->kvs)
+		return QFS_ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct client_kv *kv = &out->kvs[i];
+
+		kv->key = get_str(r, CLIENT_PROTO_KEY_MAX);
+		kv->type = qreader_u8(r);
+		kv->mode = qreader_u32(r);
+		kv->create_rev = qreader_u64(r);
+		kv->mod_rev = qreader_u64(r);
+		kv->version = qreader_u64(r);
+		kv->value = qreader_bytes(r, CLIENT_PROTO_MAX_PAYLOAD, &kv->value_len);
+		if (!kv->value)
+			kv->value = (const uint8_t *)"";
+	}
+	out->nkvs = n;
+	return 0;
+}
+
+int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload, size_t len,
+			     struct client_resp *out)
+{
+	struct qreader r;
+	int rv = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!(h->type & CLIENT_PROTO_RESPONSE) || !type_valid(h->type) || h->len != len)
+		return QFS_EMSG;
+	out->type = h->type & (uint8_t)~CLIENT_PROTO_RESPONSE;
+	out->msg = out->leader_name = out->leader_client = "";
+	qreader_init(&r, payload, len);
+	out->status = (int32_t)qreader_u32(&r);
+	if (out->status > 0) {
+		return QFS_EMSG;
+	} else if (out->status < 0) {
+		/* Codes this build does not know still come with their message. */
+		out->msg = get_str(&r, CLIENT_PROTO_MSG_MAX);
+		out->leader_name = get_str(&r, CLIENT_PROTO_NAME_MAX);
+		out->leader_client = get_str(&r, CLIENT_PROTO_ADDR_MAX);
+	} else {
+		switch (out->type) {
+		case CLIENT_REQ_STATUS:
+			read_status(&r, &out->st);
+			break;
+		case CLIENT_REQ_MEMBER_LIST:
+			rv = read_members(&r, out);
+			break;
+		case CLIENT_REQ_GET:
+			rv = read_kvs(&r, out);
+			break;
+		case CLIENT_REQ_PUT:
+		case CLIENT_REQ_DEL:
+			out->revision = qreader_u64(&r);
+			break;
+		default:
+			break;
+		}
+	}
+	if (!rv && (qreader_error(&r) || r.left != 0))
+		rv = QFS_EMSG;
+	if (rv)
+		client_proto_resp_free(out);
+	return rv;
+}
+
+void client_proto_resp_free(struct client_resp *r)
+{
+	free(r->members);
+	free(r->kvs);
+	r->members = NULL;
+	r->kvs = NULL;
+	r->nmembers = r->nkvs = 0;
+}

@@ -1,0 +1,206 @@
+/*
+ * Client protocol: the frames `quorumfs status/member/get/put/del` exchange
+ * with a member's --listen-client port. Pure encoders and decoders, no
+ * sockets: fs/client_port.c serves them, fs/cli.c sends them.
+ *
+ * A connection carries requests and their responses strictly in turn: one
+ * request, then its response, then the next request.
+ *
+ * Frame (little-endian), CLIENT_PROTO_HDR_SIZE header then payload:
+ *   u32 magic (CLIENT_PROTO_MAGIC, "QFSC")   u8 version (CLIENT_PROTO_VERSION)
+ *   u8 type                                  u16 reserved (sent as 0, ignored)
+ *   u32 payload length                       u32 CRC32 (zlib) of the payload
+ * A request has type 1..CLIENT_REQ_MAX_; its response has the same type with
+ * CLIENT_PROTO_RESPONSE set. A reader checks magic, version, type and the
+ * length bound before allocating for the payload, and the CRC before
+ * parsing it. Anything malformed ends the connection.
+ *
+ * Payloads use "str": u32 length (NUL included) + bytes ending in the only
+ * NUL, so decoded strings point into the payload without a copy, and
+ * "bytes": u32 length + data.
+ *
+ * Requests:
+ *   STATUS, MEMBER_LIST          (empty)
+ *   MEMBER_ADD                   str name, str peer addr, str client addr, u8 learner
+ *   MEMBER_REMOVE/PROMOTE,
+ *   LEADER_TRANSFER              str name
+ *   GET                          str key, u32 flags, u64 rev, str after
+ *   PUT                          str key, bytes value
+ *   DEL                          str key, u32 flags
+ * Response: i32 status (0 or a QFS_E* code), then
+ *   on error:                    str message, str leader name, str leader
+ *                                client addr (both "" unless NOTLEADER and known)
+ *   STATUS:                      str name, u64 member id, u64 cluster id, str role,
+ *                                u64 term, commit, applied, leader id, str leader
+ *                                name, u64 revision, compacted, db size, quota,
+ *                                keys, snapshot index
+ *   MEMBER_LIST:                 u32 n, n x (u64 id, str name, str peer, str
+ *                                client, u8 voter, u8 leader)
+ *   MEMBER_*, LEADER_TRANSFER:   (empty)
+ *   GET:                         u64 revision read, u8 more, u32 n, n x (str key,
+ *                                u8 type, u32 mode, u64 create, mod, version,
+ *                                bytes value)
+ *   PUT, DEL:                    u64 revision
+ *
+ * GET pages: a response holds about CLIENT_PROTO_PAGE_BYTES of keys (always
+ * at least one). With `more` set the client asks again at the revision the
+ * first page reported, with `after` = the last key it got; keys come in
+ * store_range() order, so the pages of one revision never overlap.
+ */
+#ifndef QFS_CLIENT_PROTO_H
+#define QFS_CLIENT_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/codec.h"
+
+#define CLIENT_PROTO_MAGIC 0x43534651u /* "QFSC" on the wire */
+#define CLIENT_PROTO_VERSION 1
+#define CLIENT_PROTO_HDR_SIZE 16
+#define CLIENT_PROTO_RESPONSE 0x80
+/* Room for a key, the names and the fields around a value. */
+#define CLIENT_PROTO_HEADROOM (64u << 10)
+/* The largest payload anyone accepts: the largest --max-value-bytes (64M)
+ * plus headroom. A member bounds requests tighter (its own max value). */
+#define CLIENT_PROTO_MAX_PAYLOAD ((64u << 20) + CLIENT_PROTO_HEADROOM)
+/* Soft size of a GET page. */
+#define CLIENT_PROTO_PAGE_BYTES (1u << 20)
+
+/* String bounds (bytes, NUL excluded) enforced by the decoders. */
+#define CLIENT_PROTO_KEY_MAX 8191 /* over STORE_KEY_MAX: the store says why */
+#define CLIENT_PROTO_NAME_MAX 63  /* member names (SERVER_NAME_MAX) */
+#define CLIENT_PROTO_ADDR_MAX 127 /* addresses (SERVER_ADDR_MAX) */
+#define CLIENT_PROTO_MSG_MAX 1023 /* error messages, roles */
+
+enum client_req_type {
+	CLIENT_REQ_STATUS = 1,
+	CLIENT_REQ_MEMBER_LIST,
+	CLIENT_REQ_MEMBER_ADD,
+	CLIENT_REQ_MEMBER_REMOVE,
+	CLIENT_REQ_MEMBER_PROMOTE,
+	CLIENT_REQ_LEADER_TRANSFER,
+	CLIENT_REQ_GET,
+	CLIENT_REQ_PUT,
+	CLIENT_REQ_DEL,
+	CLIENT_REQ_MAX_ = CLIENT_REQ_DEL,
+};
+
+#define CLIENT_GET_PREFIX 0x1 /* the key's whole subtree */
+#define CLIENT_DEL_PREFIX 0x1 /* the key and its whole subtree */
+
+struct client_hdr {
+	uint8_t type;
+	uint32_t len;
+	uint32_t crc;
+};
+
+/*
+ * Checks a received header (CLIENT_PROTO_HDR_SIZE bytes): 0, QFS_EMSG (bad
+ * magic, version or type) or QFS_EFBIG (length over max_payload; *out is
+ * filled so the caller can tell what it was).
+ */
+int client_proto_hdr_decode(const uint8_t *h, size_t max_payload, struct client_hdr *out);
+/* 0 if the payload matches the header's CRC, else QFS_EMSG. */
+int client_proto_crc_check(const struct client_hdr *h, const uint8_t *payload);
+
+/* Strings are NUL-terminated; after decoding they point into the payload. */
+struct client_req {
+	uint8_t type;
+	const char *name;	 /* MEMBER_ADD/REMOVE/PROMOTE, LEADER_TRANSFER */
+	const char *peer_addr;	 /* MEMBER_ADD */
+	const char *client_addr; /* MEMBER_ADD, "" = none */
+	bool learner;		 /* MEMBER_ADD */
+	const char *key;	 /* GET, PUT, DEL */
+	uint32_t flags;		 /* GET, DEL */
+	uint64_t rev;		 /* GET, 0 = current */
+	const char *after;	 /* GET, "" = from the start */
+	const uint8_t *value;	 /* PUT */
+	size_t value_len;
+};
+
+/* Appends a whole request frame to b. 0, QFS_EINVAL (bad type, a missing
+ * or over-long string, a payload over CLIENT_PROTO_MAX_PAYLOAD) or QFS_ENOMEM. */
+int client_proto_req_encode(const struct client_req *r, struct qbuf *b);
+/* Decodes a request payload (CRC already checked). Every pointer in *out
+ * borrows from payload. 0 or QFS_EMSG. */
+int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
+			    struct client_req *out);
+
+struct client_status {
+	const char *name;
+	uint64_t member_id, cluster_id;
+	const char *role;
+	uint64_t term, commit_index, applied_index;
+	uint64_t leader_id;
+	const char *leader_name;
+	uint64_t revision, compacted_revision;
+	uint64_t db_size, quota_bytes, keys, snapshot_index;
+};
+
+struct client_member {
+	uint64_t id;
+	const char *name, *peer_addr, *client_addr;
+	bool voter, leader;
+};
+
+struct client_kv {
+	const char *key;
+	uint8_t type; /* enum store_type */
+	uint32_t mode;
+	uint64_t create_rev, mod_rev, version;
+	const uint8_t *value;
+	size_t value_len;
+};
+
+struct client_resp {
+	uint8_t type;		       /* the request type answered */
+	int status;		       /* 0 or QFS_E* */
+	const char *msg;	       /* status != 0 */
+	const char *leader_name;       /* status != 0, "" if unknown */
+	const char *leader_client;     /* status != 0, "" if unknown */
+	struct client_status st;       /* STATUS */
+	struct client_member *members; /* MEMBER_LIST; owned, client_proto_resp_free */
+	size_t nmembers;
+	struct client_kv *kvs; /* GET; owned, client_proto_resp_free */
+	size_t nkvs;
+	bool more;	   /* GET: ask again after the last key */
+	uint64_t revision; /* GET: read at; PUT/DEL: produced */
+};
+
+/* Response encoders: each appends one whole frame to b and returns 0,
+ * QFS_EINVAL (a string over its bound) or QFS_ENOMEM. */
+int client_proto_err_encode(struct qbuf *b, uint8_t type, int status, const char *msg,
+			    const char *leader_name, const char *leader_client);
+int client_proto_ok_encode(struct qbuf *b, uint8_t type);
+int client_proto_rev_encode(struct qbuf *b, uint8_t type, uint64_t revision);
+int client_proto_status_encode(struct qbuf *b, const struct client_status *st);
+int client_proto_members_encode(struct qbuf *b, const struct client_member *m, size_t n);
+
+/* A GET response built key by key: begin, add..., end. */
+struct client_get_enc {
+	struct qbuf *b;
+	size_t frame;	/* offset of the frame header */
+	size_t payload; /* offset of the payload */
+	uint32_t n;
+	int err;
+};
+void client_proto_get_begin(struct client_get_enc *g, struct qbuf *b, uint64_t revision);
+/* Payload bytes a kv adds: for page budgeting. */
+size_t client_proto_kv_size(const struct client_kv *kv);
+void client_proto_get_add(struct client_get_enc *g, const struct client_kv *kv);
+int client_proto_get_end(struct client_get_enc *g, bool more);
+
+/*
+ * Decodes a response frame of header h (CRC already checked). Strings and
+ * values point into payload; members/kvs are allocated (free with
+ * client_proto_resp_free, also safe on a failed decode). 0, QFS_EMSG or
+ * QFS_ENOMEM. Array counts are checked against the payload size before
+ * allocating.
+ */
+int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload, size_t len,
+			     struct client_resp *out);
+void client_proto_resp_free(struct client_resp *r);
+
+#endif

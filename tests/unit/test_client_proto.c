@@ -1,0 +1,602 @@
+/*
+ * Client protocol tests: every request and response round-trips; headers
+ * with a wrong magic, version, type or length are refused before anything
+ * is allocated; every truncation and every single-bit flip of a frame is
+ * caught (by the header check, the CRC or the decoder), and decoders fed
+ * garbage with a valid CRC never read outside their input.
+ *
+ * fs/ is not part of the core archive the unit tests link, so the module
+ * under test is compiled into this file.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/codec.h"
+#include "../../common/errors.h"
+#include "../../fs/client_proto.c"
+
+static uint64_t rng = 0x1234567887654321ULL;
+
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* Splits a frame: checks its header and CRC, returns the payload. */
+static const uint8_t *open_frame(const struct qbuf *b, size_t off, struct client_hdr *h)
+{
+	assert_true(b->len - off >= CLIENT_PROTO_HDR_SIZE);
+	assert_int_equal(client_proto_hdr_decode(b->data + off, CLIENT_PROTO_MAX_PAYLOAD, h), 0);
+	assert_int_equal(b->len - off, CLIENT_PROTO_HDR_SIZE + h->len);
+	assert_int_equal(client_proto_crc_check(h, b->data + off + CLIENT_PROTO_HDR_SIZE), 0);
+	return b->data + off + CLIENT_PROTO_HDR_SIZE;
+}
+
+static const uint8_t value_bytes[] = {0, 1, 2, 0xff, 0, 'x'};
+
+static struct client_req sample_reqs[] = {
+    {.type = CLIENT_REQ_STATUS},
+    {.type = CLIENT_REQ_MEMBER_LIST},
+    {.type = CLIENT_REQ_MEMBER_ADD,
+     .name = "n4",
+     .peer_addr = "127.0.0.1:2480",
+     .client_addr = "[::1]:2479",
+     .learner = true},
+    {.type = CLIENT_REQ_MEMBER_ADD, .name = "n5", .peer_addr = "10.0.0.5:2380", .client_addr = ""},
+    {.type = CLIENT_REQ_MEMBER_REMOVE, .name = "n2"},
+    {.type = CLIENT_REQ_MEMBER_PROMOTE, .name = "n4"},
+    {.type = CLIENT_REQ_LEADER_TRANSFER, .name = "n3"},
+    {.type = CLIENT_REQ_GET,
+     .key = "/a/b",
+     .flags = CLIENT_GET_PREFIX,
+     .rev = 0x1122334455667788ULL,
+     .after = "/a/b/c"},
+    {.type = CLIENT_REQ_GET, .key = "/", .after = ""},
+    {.type = CLIENT_REQ_PUT,
+     .key = "/conf/x",
+     .value = value_bytes,
+     .value_len = sizeof(value_bytes)},
+    {.type = CLIENT_REQ_PUT, .key = "/empty", .value_len = 0},
+    {.type = CLIENT_REQ_DEL, .key = "/conf", .flags = CLIENT_DEL_PREFIX},
+};
+#define NREQS (sizeof(sample_reqs) / sizeof(sample_reqs[0]))
+
+static void assert_req_equal(const struct client_req *a, const struct client_req *d)
+{
+	assert_int_equal(a->type, d->type);
+	switch (a->type) {
+	case CLIENT_REQ_MEMBER_ADD:
+		assert_string_equal(a->peer_addr, d->peer_addr);
+		assert_string_equal(a->client_addr, d->client_addr);
+		assert_int_equal(a->learner, d->learner);
+		/* fallthrough */
+	case CLIENT_REQ_MEMBER_REMOVE:
+	case CLIENT_REQ_MEMBER_PROMOTE:
+	case CLIENT_REQ_LEADER_TRANSFER:
+		assert_string_equal(a->name, d->name);
+		break;
+	case CLIENT_REQ_GET:
+		assert_string_equal(a->after, d->after);
+		assert_int_equal(a->rev, d->rev);
+		/* fallthrough */
+	case CLIENT_REQ_DEL:
+		assert_int_equal(a->flags, d->flags);
+		assert_string_equal(a->key, d->key);
+		break;
+	case CLIENT_REQ_PUT:
+		assert_string_equal(a->key, d->key);
+		assert_int_equal(a->value_len, d->value_len);
+		if (a->value_len)
+			assert_memory_equal(a->value, d->value, a->value_len);
+		break;
+	default:
+		break;
+	}
+}
+
+static void test_req_roundtrip(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NREQS; i++) {
+		struct client_req d;
+		struct client_hdr h;
+		const uint8_t *p;
+		struct qbuf b;
+
+		qbuf_init(&b);
+		qbuf_put(&b, "junk", 4); /* frames append to what is there */
+		assert_int_equal(client_proto_req_encode(&sample_reqs[i], &b), 0);
+		p = open_frame(&b, 4, &h);
+		assert_int_equal(h.type, sample_reqs[i].type);
+		assert_int_equal(client_proto_req_decode(h.type, p, h.len, &d), 0);
+		assert_req_equal(&sample_reqs[i], &d);
+		qbuf_close(&b);
+	}
+}
+
+static void test_req_encode_rejects(void **state)
+{
+	char longkey[CLIENT_PROTO_KEY_MAX + 2];
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_REMOVE};
+	struct qbuf b;
+
+	(void)state;
+	qbuf_init(&b);
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL); /* no name */
+	r.type = 0;
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	r.type = CLIENT_REQ_GET | CLIENT_PROTO_RESPONSE;
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	longkey[0] = '/';
+	longkey[sizeof(longkey) - 1] = 0;
+	r = (struct client_req){.type = CLIENT_REQ_DEL, .key = longkey};
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	r = (struct client_req){.type = CLIENT_REQ_MEMBER_PROMOTE,
+				.name = "a-name-that-is-longer-than-sixty-three-bytes-"
+					"which-no-member-can-have"};
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	/* A failed encode leaves the buffer as it was. */
+	assert_int_equal(b.len, 0);
+	qbuf_close(&b);
+}
+
+static void put_hdr(uint8_t *h, uint32_t magic, uint8_t version, uint8_t type, uint32_t len)
+{
+	qfs_le32_put(h, magic);
+	h[4] = version;
+	h[5] = type;
+	h[6] = 0xaa; /* reserved: ignored */
+	h[7] = 0x55;
+	qfs_le32_put(h + 8, len);
+	qfs_le32_put(h + 12, 0);
+}
+
+static void test_header_checks(void **state)
+{
+	uint8_t h[CLIENT_PROTO_HDR_SIZE];
+	struct client_hdr out;
+
+	(void)state;
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION, CLIENT_REQ_GET, 100);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), 0);
+	assert_int_equal(out.type, CLIENT_REQ_GET);
+	assert_int_equal(out.len, 100);
+	/* The length bound is checked before anyone allocates for it. */
+	assert_int_equal(client_proto_hdr_decode(h, 99, &out), QFS_EFBIG);
+	assert_int_equal(out.len, 100);
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION, CLIENT_REQ_GET, 0xffffffffu);
+	assert_int_equal(client_proto_hdr_decode(h, CLIENT_PROTO_MAX_PAYLOAD, &out), QFS_EFBIG);
+	put_hdr(h, 0x50534651u /* the peer transport's magic */, CLIENT_PROTO_VERSION,
+		CLIENT_REQ_GET, 1);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), QFS_EMSG);
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION + 1, CLIENT_REQ_GET, 1);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), QFS_EMSG);
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION, 0, 1);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), QFS_EMSG);
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION, CLIENT_REQ_MAX_ + 1, 1);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), QFS_EMSG);
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION, CLIENT_PROTO_RESPONSE, 1);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), QFS_EMSG);
+	put_hdr(h, CLIENT_PROTO_MAGIC, CLIENT_PROTO_VERSION, CLIENT_PROTO_RESPONSE | CLIENT_REQ_DEL,
+		1);
+	assert_int_equal(client_proto_hdr_decode(h, 100, &out), 0);
+}
+
+static void test_req_decode_rejects(void **state)
+{
+	struct client_req d;
+	struct qbuf b;
+	struct client_hdr h;
+	const uint8_t *p;
+	static const uint8_t embedded_nul[] = {4, 0, 0, 0, '/', 0, 'a', 0, 0, 0, 0, 0};
+	static const uint8_t empty_str[] = {0, 0, 0, 0, 0, 0, 0, 0};
+
+	(void)state;
+	/* A key with a NUL inside, and a zero-length string (no NUL at all). */
+	assert_int_equal(
+	    client_proto_req_decode(CLIENT_REQ_DEL, embedded_nul, sizeof(embedded_nul), &d),
+	    QFS_EMSG);
+	assert_int_equal(client_proto_req_decode(CLIENT_REQ_DEL, empty_str, sizeof(empty_str), &d),
+			 QFS_EMSG);
+	/* Trailing bytes, and a body decoded as the wrong type. */
+	qbuf_init(&b);
+	assert_int_equal(client_proto_req_encode(&sample_reqs[11], &b), 0);
+	qbuf_put_u8(&b, 0);
+	assert_int_equal(client_proto_req_decode(CLIENT_REQ_DEL, b.data + CLIENT_PROTO_HDR_SIZE,
+						 b.len - CLIENT_PROTO_HDR_SIZE, &d),
+			 QFS_EMSG);
+	qbuf_close(&b);
+	qbuf_init(&b);
+	assert_int_equal(client_proto_req_encode(&sample_reqs[9], &b), 0);
+	p = open_frame(&b, 0, &h);
+	assert_int_equal(client_proto_req_decode(CLIENT_REQ_GET, p, h.len, &d), QFS_EMSG);
+	assert_int_equal(
+	    client_proto_req_decode(CLIENT_REQ_PUT | CLIENT_PROTO_RESPONSE, p, h.len, &d),
+	    QFS_EMSG);
+	qbuf_close(&b);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static const struct client_status sample_status = {
+    .name = "n1",
+    .member_id = 0xabcdef0123456789ULL,
+    .cluster_id = 42,
+    .role = "leader",
+    .term = 7,
+    .commit_index = 100,
+    .applied_index = 99,
+    .leader_id = 0xabcdef0123456789ULL,
+    .leader_name = "n1",
+    .revision = 55,
+    .compacted_revision = 3,
+    .db_size = 123456,
+    .quota_bytes = 2ULL << 30,
+    .keys = 12,
+    .snapshot_index = 80,
+};
+
+static const struct client_member sample_members[] = {
+    {1, "n1", "127.0.0.1:2380", "127.0.0.1:2379", true, true},
+    {2, "n2", "127.0.0.1:2381", "", true, false},
+    {3, "n3", "[::1]:2382", "[::1]:2383", false, false},
+};
+
+static const struct client_kv sample_kvs[] = {
+    {"/", 2, 0755, 0, 0, 1, (const uint8_t *)"", 0},
+    {"/a", 1, 0644, 5, 9, 3, value_bytes, sizeof(value_bytes)},
+    {"/a b/\xc3\xa9", 3, 0777, 6, 6, 1, (const uint8_t *)"target", 6},
+};
+
+/* Every response type, one frame after another in one buffer. */
+static void encode_all_responses(struct qbuf *b)
+{
+	struct client_get_enc g;
+
+	assert_int_equal(client_proto_status_encode(b, &sample_status), 0);
+	assert_int_equal(client_proto_members_encode(b, sample_members, 3), 0);
+	assert_int_equal(client_proto_members_encode(b, sample_members, 0), 0);
+	assert_int_equal(client_proto_ok_encode(b, CLIENT_REQ_MEMBER_ADD), 0);
+	assert_int_equal(client_proto_rev_encode(b, CLIENT_REQ_PUT, 77), 0);
+	assert_int_equal(client_proto_err_encode(b, CLIENT_REQ_MEMBER_REMOVE, QFS_ENOTLEADER,
+						 "not the leader", "n2", "127.0.0.1:2479"),
+			 0);
+	assert_int_equal(client_proto_err_encode(b, CLIENT_REQ_GET, QFS_ECOMPACTED,
+						 "revision 2 has been compacted", NULL, NULL),
+			 0);
+	client_proto_get_begin(&g, b, 88);
+	for (size_t i = 0; i < 3; i++)
+		client_proto_get_add(&g, &sample_kvs[i]);
+	assert_int_equal(client_proto_get_end(&g, true), 0);
+	client_proto_get_begin(&g, b, 89);
+	assert_int_equal(client_proto_get_end(&g, false), 0);
+}
+
+#define NRESPS 9
+
+static void check_response(size_t i, const struct client_resp *r)
+{
+	switch (i) {
+	case 0:
+		assert_int_equal(r->type, CLIENT_REQ_STATUS);
+		assert_int_equal(r->status, 0);
+		assert_string_equal(r->st.name, "n1");
+		assert_string_equal(r->st.role, "leader");
+		assert_string_equal(r->st.leader_name, "n1");
+		assert_int_equal(r->st.member_id, sample_status.member_id);
+		assert_int_equal(r->st.cluster_id, 42);
+		assert_int_equal(r->st.term, 7);
+		assert_int_equal(r->st.commit_index, 100);
+		assert_int_equal(r->st.applied_index, 99);
+		assert_int_equal(r->st.leader_id, sample_status.leader_id);
+		assert_int_equal(r->st.revision, 55);
+		assert_int_equal(r->st.compacted_revision, 3);
+		assert_int_equal(r->st.db_size, 123456);
+		assert_int_equal(r->st.quota_bytes, 2ULL << 30);
+		assert_int_equal(r->st.keys, 12);
+		assert_int_equal(r->st.snapshot_index, 80);
+		break;
+	case 1:
+		assert_int_equal(r->type, CLIENT_REQ_MEMBER_LIST);
+		assert_int_equal(r->nmembers, 3);
+		for (size_t j = 0; j < 3; j++) {
+			assert_int_equal(r->members[j].id, sample_members[j].id);
+			assert_string_equal(r->members[j].name, sample_members[j].name);
+			assert_string_equal(r->members[j].peer_addr, sample_members[j].peer_addr);
+			assert_string_equal(r->members[j].client_addr,
+					    sample_members[j].client_addr);
+			assert_int_equal(r->members[j].voter, sample_members[j].voter);
+			assert_int_equal(r->members[j].leader, sample_members[j].leader);
+		}
+		break;
+	case 2:
+		assert_int_equal(r->nmembers, 0);
+		break;
+	case 3:
+		assert_int_equal(r->type, CLIENT_REQ_MEMBER_ADD);
+		assert_int_equal(r->status, 0);
+		break;
+	case 4:
+		assert_int_equal(r->type, CLIENT_REQ_PUT);
+		assert_int_equal(r->revision, 77);
+		break;
+	case 5:
+		assert_int_equal(r->type, CLIENT_REQ_MEMBER_REMOVE);
+		assert_int_equal(r->status, QFS_ENOTLEADER);
+		assert_string_equal(r->msg, "not the leader");
+		assert_string_equal(r->leader_name, "n2");
+		assert_string_equal(r->leader_client, "127.0.0.1:2479");
+		break;
+	case 6:
+		assert_int_equal(r->status, QFS_ECOMPACTED);
+		assert_string_equal(r->msg, "revision 2 has been compacted");
+		assert_string_equal(r->leader_name, "");
+		assert_string_equal(r->leader_client, "");
+		break;
+	case 7:
+		assert_int_equal(r->type, CLIENT_REQ_GET);
+		assert_int_equal(r->revision, 88);
+		assert_true(r->more);
+		assert_int_equal(r->nkvs, 3);
+		for (size_t j = 0; j < 3; j++) {
+			const struct client_kv *a = &sample_kvs[j], *d = &r->kvs[j];
+
+			assert_string_equal(a->key, d->key);
+			assert_int_equal(a->type, d->type);
+			assert_int_equal(a->mode, d->mode);
+			assert_int_equal(a->create_rev, d->create_rev);
+			assert_int_equal(a->mod_rev, d->mod_rev);
+			assert_int_equal(a->version, d->version);
+			assert_int_equal(a->value_len, d->value_len);
+			assert_memory_equal(a->value, d->value, a->value_len);
+		}
+		break;
+	case 8:
+		assert_int_equal(r->revision, 89);
+		assert_false(r->more);
+		assert_int_equal(r->nkvs, 0);
+		break;
+	}
+}
+
+static void test_resp_roundtrip(void **state)
+{
+	struct qbuf b;
+	size_t off = 0, i = 0;
+
+	(void)state;
+	qbuf_init(&b);
+	encode_all_responses(&b);
+	while (off < b.len) {
+		struct client_hdr h;
+		struct client_resp r;
+		const uint8_t *p;
+
+		assert_int_equal(
+		    client_proto_hdr_decode(b.data + off, CLIENT_PROTO_MAX_PAYLOAD, &h), 0);
+		assert_true(h.type & CLIENT_PROTO_RESPONSE);
+		p = b.data + off + CLIENT_PROTO_HDR_SIZE;
+		assert_int_equal(client_proto_crc_check(&h, p), 0);
+		assert_int_equal(client_proto_resp_decode(&h, p, h.len, &r), 0);
+		check_response(i++, &r);
+		client_proto_resp_free(&r);
+		off += CLIENT_PROTO_HDR_SIZE + h.len;
+	}
+	assert_int_equal(i, NRESPS);
+	assert_int_equal(off, b.len);
+	qbuf_close(&b);
+}
+
+static void test_resp_encode_rejects(void **state)
+{
+	struct client_member bad = {1, "n1", NULL, "", true, false};
+	struct qbuf b;
+
+	(void)state;
+	qbuf_init(&b);
+	assert_int_equal(client_proto_err_encode(&b, CLIENT_REQ_GET, 0, "x", "", ""), QFS_EINVAL);
+	assert_int_equal(client_proto_ok_encode(&b, 99), QFS_EINVAL);
+	assert_int_equal(client_proto_members_encode(&b, &bad, 1), QFS_EINVAL);
+	assert_int_equal(b.len, 0);
+	qbuf_close(&b);
+}
+
+static void test_resp_decode_rejects(void **state)
+{
+	struct client_hdr h = {.type = CLIENT_REQ_STATUS | CLIENT_PROTO_RESPONSE};
+	struct client_resp r;
+	uint8_t p[16] = {0};
+	struct qbuf b;
+
+	(void)state;
+	/* A request type is not a response; a positive status is not a code. */
+	h.type = CLIENT_REQ_PUT;
+	h.len = 12;
+	assert_int_equal(client_proto_resp_decode(&h, p, 12, &r), QFS_EMSG);
+	h.type = CLIENT_REQ_PUT | CLIENT_PROTO_RESPONSE;
+	assert_int_equal(client_proto_resp_decode(&h, p, 12, &r), 0);
+	p[0] = 1;
+	assert_int_equal(client_proto_resp_decode(&h, p, 12, &r), QFS_EMSG);
+	/* The length the header claims must be the length given. */
+	p[0] = 0;
+	assert_int_equal(client_proto_resp_decode(&h, p, 11, &r), QFS_EMSG);
+	/* A kv count far beyond what the payload can hold is refused before
+	 * allocating for it. */
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u64(&b, 1);
+	qbuf_put_u8(&b, 0);
+	qbuf_put_u32(&b, 0x7fffffffu);
+	h.type = CLIENT_REQ_GET | CLIENT_PROTO_RESPONSE;
+	h.len = (uint32_t)b.len;
+	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), QFS_EMSG);
+	assert_null(r.kvs);
+	qbuf_close(&b);
+}
+
+/* ---- fuzz ---------------------------------------------------------------- */
+
+/* What a receiver does with bytes off the wire: header, CRC, decode. */
+static int receive(const uint8_t *f, size_t len)
+{
+	struct client_hdr h;
+	int rv;
+
+	if (len < CLIENT_PROTO_HDR_SIZE)
+		return QFS_EMSG;
+	rv = client_proto_hdr_decode(f, CLIENT_PROTO_MAX_PAYLOAD, &h);
+	if (rv)
+		return rv;
+	if (len - CLIENT_PROTO_HDR_SIZE < h.len)
+		return QFS_EMSG; /* still waiting for the rest */
+	rv = client_proto_crc_check(&h, f + CLIENT_PROTO_HDR_SIZE);
+	if (rv)
+		return rv;
+	if (h.type & CLIENT_PROTO_RESPONSE) {
+		struct client_resp r;
+
+		rv = client_proto_resp_decode(&h, f + CLIENT_PROTO_HDR_SIZE, h.len, &r);
+		client_proto_resp_free(&r);
+	} else {
+		struct client_req r;
+
+		rv = client_proto_req_decode(h.type, f + CLIENT_PROTO_HDR_SIZE, h.len, &r);
+	}
+	return rv;
+}
+
+/* Every frame we make, each in its own buffer. */
+static size_t all_frames(struct qbuf *frames, size_t max)
+{
+	struct qbuf all;
+	size_t n = 0, off = 0;
+
+	for (size_t i = 0; i < NREQS && n < max; i++) {
+		qbuf_init(&frames[n]);
+		assert_int_equal(client_proto_req_encode(&sample_reqs[i], &frames[n++]), 0);
+	}
+	qbuf_init(&all);
+	encode_all_responses(&all);
+	while (off < all.len && n < max) {
+		size_t len = CLIENT_PROTO_HDR_SIZE + qfs_le32_get(all.data + off + 8);
+
+		qbuf_init(&frames[n]);
+		qbuf_put(&frames[n++], all.data + off, len);
+		off += len;
+	}
+	qbuf_close(&all);
+	return n;
+}
+
+static void test_truncations(void **state)
+{
+	struct qbuf frames[32];
+	size_t n = all_frames(frames, 32);
+
+	(void)state;
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(receive(frames[i].data, frames[i].len), 0);
+		for (size_t cut = 0; cut < frames[i].len; cut++)
+			assert_int_not_equal(receive(frames[i].data, cut), 0);
+		/* The payload alone, cut short, with a CRC that matches the cut:
+		 * the decoder itself must notice. */
+		for (size_t cut = 0; cut < frames[i].len - CLIENT_PROTO_HDR_SIZE; cut++) {
+			uint8_t *copy = malloc(frames[i].len);
+
+			assert_non_null(copy);
+			memcpy(copy, frames[i].data, CLIENT_PROTO_HDR_SIZE + cut);
+			qfs_le32_put(copy + 8, (uint32_t)cut);
+			qfs_le32_put(copy + 12,
+				     (uint32_t)crc32(0L, copy + CLIENT_PROTO_HDR_SIZE, (uInt)cut));
+			assert_int_not_equal(receive(copy, CLIENT_PROTO_HDR_SIZE + cut), 0);
+			free(copy);
+		}
+		qbuf_close(&frames[i]);
+	}
+}
+
+static void test_bit_flips(void **state)
+{
+	struct qbuf frames[32];
+	size_t n = all_frames(frames, 32);
+
+	(void)state;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *f = frames[i].data;
+		size_t len = frames[i].len;
+
+		for (size_t bit = 0; bit < len * 8; bit++) {
+			size_t byte = bit / 8;
+			int rv;
+
+			f[byte] ^= (uint8_t)(1u << (bit % 8));
+			rv = receive(f, len);
+			/* Only the reserved bytes may change unnoticed; a flipped
+			 * type bit may turn one valid type into another, which
+			 * must then still be handled without harm. */
+			if (byte != 6 && byte != 7 && byte != 5)
+				assert_int_not_equal(rv, 0);
+			if (byte == 6 || byte == 7)
+				assert_int_equal(rv, 0);
+			f[byte] ^= (uint8_t)(1u << (bit % 8));
+		}
+		qbuf_close(&frames[i]);
+	}
+}
+
+/* Random garbage behind a valid CRC goes straight to the decoders: they must
+ * fail cleanly or return strings inside the input (ASan checks the reads). */
+static void test_garbled_payloads(void **state)
+{
+	struct qbuf frames[32];
+	size_t n = all_frames(frames, 32);
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		struct qbuf *src = &frames[next_rand() % n];
+		size_t len = src->len;
+		uint8_t *f = malloc(len + 8);
+		size_t flips = 1 + next_rand() % 4;
+
+		assert_non_null(f);
+		memcpy(f, src->data, len);
+		if (next_rand() % 4 == 0 && len > CLIENT_PROTO_HDR_SIZE)
+			len -= next_rand() % (len - CLIENT_PROTO_HDR_SIZE);
+		for (size_t k = 0; k < flips && len > CLIENT_PROTO_HDR_SIZE; k++) {
+			size_t at =
+			    CLIENT_PROTO_HDR_SIZE + next_rand() % (len - CLIENT_PROTO_HDR_SIZE);
+
+			f[at] = (uint8_t)next_rand();
+		}
+		qfs_le32_put(f + 8, (uint32_t)(len - CLIENT_PROTO_HDR_SIZE));
+		qfs_le32_put(f + 12, (uint32_t)crc32(0L, f + CLIENT_PROTO_HDR_SIZE,
+						     (uInt)(len - CLIENT_PROTO_HDR_SIZE)));
+		(void)receive(f, len);
+		free(f);
+	}
+	for (size_t i = 0; i < n; i++)
+		qbuf_close(&frames[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_req_roundtrip),	cmocka_unit_test(test_req_encode_rejects),
+	    cmocka_unit_test(test_header_checks),	cmocka_unit_test(test_req_decode_rejects),
+	    cmocka_unit_test(test_resp_roundtrip),	cmocka_unit_test(test_resp_encode_rejects),
+	    cmocka_unit_test(test_resp_decode_rejects), cmocka_unit_test(test_truncations),
+	    cmocka_unit_test(test_bit_flips),		cmocka_unit_test(test_garbled_payloads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
