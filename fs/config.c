@@ -26,10 +26,11 @@ static const struct flag flags[] = {
 	F("name", STR, name, "member name (default: default)"),
 	F("data-dir", STR, data_dir, "where the WAL and snapshots live (default: NAME.quorumfs)"),
 	F("mount", STR, mount, "mount the tree at this directory"),
-	F("listen-peer", STR, listen_peer, "HOST:PORT for Raft peers (reserved: single member)"),
-	F("listen-client", STR, listen_client, "HOST:PORT for clients (reserved: single member)"),
-	F("initial-cluster", STR, initial_cluster, "NAME=HOST:PORT,... (replication not yet)"),
-	F("join", STR, join, "HOST:PORT of a member to join as a learner (not yet)"),
+	F("listen-peer", STR, listen_peer, "IP:PORT for Raft peers"),
+	F("listen-client", STR, listen_client, "IP:PORT for the quorumfs CLI"),
+	F("initial-cluster", STR, initial_cluster, "NAME=IP:PORT,... peer addresses of the voters"),
+	F("cluster-token", STR, cluster_token, "members only talk to the same token (default quorumfs)"),
+	F("join", STR, join, "client IP:PORT of a member: join that cluster as a learner"),
 	F("metrics-listen", STR, metrics_listen, "HOST:PORT for /metrics (not yet)"),
 	F("heartbeat-ms", NUM, heartbeat_ms, "Raft heartbeat interval (default 100)"),
 	F("election-ms", NUM, election_ms, "Raft election timeout (default 1000)"),
@@ -281,9 +282,13 @@ int config_parse_serve(struct config *c, int argc, char **argv)
 		if ((rv = set_option(c, "data-dir", dir, "default")))
 			return rv;
 	}
-	if (c->initial_cluster || c->join) {
-		fprintf(stderr, "quorumfs: --initial-cluster/--join: replication is not implemented "
-				"yet; this build serves a single member\n");
+	if ((c->initial_cluster || c->join) && !c->listen_peer) {
+		fprintf(stderr, "quorumfs: --initial-cluster and --join need --listen-peer\n");
+		return QFS_EINVAL;
+	}
+	if (c->initial_cluster && c->join) {
+		fprintf(stderr, "quorumfs: --initial-cluster starts a cluster, --join joins one: "
+				"give one of them\n");
 		return QFS_EINVAL;
 	}
 	if (c->election_ms < 2 * c->heartbeat_ms || c->heartbeat_ms == 0) {

@@ -111,7 +111,7 @@ static int status_text(struct fs *fs, char *buf, size_t cap)
 			",\"revision\":%" PRIu64 ",\"compacted_revision\":%" PRIu64
 			",\"db_size\":%" PRIu64 ",\"quota_bytes\":%" PRIu64 ",\"keys\":%" PRIu64
 			",\"snapshot_index\":%" PRIu64 ",\"consistency\":\"%s\"}\n",
-			st.name, st.member_id, st.role, st.name, st.term, st.commit_index,
+			st.name, st.member_id, st.role, st.leader_name, st.term, st.commit_index,
 			st.applied_index, st.revision, st.compacted_revision, st.db_size,
 			st.quota_bytes, st.keys, st.snapshot_index,
 			fs->cfg->consistency == CONSISTENCY_SERIALIZABLE ? "serializable"
@@ -120,16 +120,22 @@ static int status_text(struct fs *fs, char *buf, size_t cap)
 
 static int members_text(struct fs *fs, char *buf, size_t cap)
 {
-	struct server_status st;
+	struct server_member m[16];
+	size_t n = server_members(fs->srv, m, 16);
+	int used = 0;
 
-	server_status(fs->srv, &st);
-	return snprintf(buf, cap, "%s %016" PRIx64 " voter %s\n", st.name, st.member_id,
-			fs->cfg->listen_peer ? fs->cfg->listen_peer : "-");
+	for (size_t i = 0; i < n && used >= 0 && (size_t)used < cap; i++)
+		used += snprintf(buf + used, cap - (size_t)used, "%s %016" PRIx64 " %s%s %s %s\n",
+				 m[i].name[0] ? m[i].name : "?", m[i].id,
+				 m[i].voter ? "voter" : "learner", m[i].leader ? ",leader" : "",
+				 m[i].peer_addr[0] ? m[i].peer_addr : "-",
+				 m[i].client_addr[0] ? m[i].client_addr : "-");
+	return used < (int)cap ? used : (int)cap - 1;
 }
 
 int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out)
 {
-	char buf[2048];
+	char buf[4096];
 	struct handle *h;
 	int n;
 

@@ -1,11 +1,8 @@
 /*
- * A member: the libuv loop thread that owns the store, orders proposals into
- * the log, makes them durable (through the syncer) and applies them.
- *
- * Ordering is done by a trivial single-member sequencer: a proposal gets the
- * next log index, is stamped with the loop's clock, queued for the WAL, and
- * applied once durable. The Raft log replaces the sequencer when replication
- * lands; everything on either side of server_propose() stays as it is.
+ * A member: the libuv loop thread that drives Raft (raft/raft.h), makes the
+ * log durable through the syncer, talks to peers through the transport and
+ * applies committed entries to the store. With no cluster flags it is a
+ * cluster of one.
  *
  * Threads: server_propose(), server_rdlock()/server_unlock() and
  * server_shutdown() may be called from any thread. Everything else, and every
@@ -15,13 +12,18 @@
 #ifndef QFS_SERVER_H
 #define QFS_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "../store/entry.h"
 #include "../store/store.h"
 #include "config.h"
 
 struct server;
+
+#define SERVER_NAME_MAX 127
 
 /* err: 0, QFS_ESHUTDOWN (stopping), QFS_EIO (WAL failed), QFS_ENOMEM.
  * res is valid when err == 0. Loop thread. */
@@ -52,6 +54,13 @@ void server_shutdown(struct server *srv);
 /* Hook run on the loop thread once in-flight proposals have finished. */
 void server_set_stop_hook(struct server *srv, void (*hook)(void *arg), void *arg);
 
+/* Called on the loop thread after a transaction proposed by another member
+ * was applied (the store already changed): lets the filesystem drop what
+ * the kernel cached of the keys it touched. entry is the encoded entry. */
+typedef void (*server_applied_cb)(void *arg, const uint8_t *entry, size_t len,
+				  const struct store_result *res);
+void server_set_applied_hook(struct server *srv, server_applied_cb cb, void *arg);
+
 /* Store access for reader threads: hold the read lock while using the store
  * and anything it returned. */
 void server_rdlock(struct server *srv);
@@ -62,13 +71,69 @@ const struct config *server_config(const struct server *srv);
 struct server_status {
 	const char *name;
 	uint64_t member_id;
-	const char *role;
+	uint64_t cluster_id;
+	const char *role; /* "leader", "follower", "candidate", "learner" */
 	uint64_t term, commit_index, applied_index;
+	uint64_t leader_id; /* 0 = none known */
+	char leader_name[SERVER_NAME_MAX + 1];
 	uint64_t revision, compacted_revision;
 	uint64_t db_size, quota_bytes, keys;
 	uint64_t snapshot_index;
 };
 /* Any thread; takes the read lock itself. */
 void server_status(struct server *srv, struct server_status *st);
+
+/* ---- Cluster (loop thread unless noted) ------------------------------------ */
+
+/*
+ * A linearizable read point (ReadIndex, Raft dissertation §6.4): cb runs on
+ * the loop thread once this member has applied everything that was
+ * committed when the call was made; then reading the local store is
+ * linearizable. err is QFS_ETIMEDOUT after --request-timeout-ms without a
+ * leader's answer, or QFS_ESHUTDOWN. Any thread.
+ */
+typedef void (*server_read_cb)(void *arg, int err);
+int server_read_barrier(struct server *srv, server_read_cb cb, void *arg);
+
+#define SERVER_ADDR_MAX 127
+
+struct server_member {
+	uint64_t id;
+	char name[SERVER_NAME_MAX + 1];
+	char peer_addr[SERVER_ADDR_MAX + 1];   /* --listen-peer */
+	char client_addr[SERVER_ADDR_MAX + 1]; /* --listen-client, "" if none */
+	bool voter;                            /* false: learner */
+	bool leader;
+};
+
+/* The current configuration, sorted by name. Returns how many members were
+ * written (at most max). Any thread. */
+size_t server_members(struct server *srv, struct server_member *out, size_t max);
+
+/* The leader's member record, if one is known. 0 or QFS_ENOENT. Any thread. */
+int server_leader(struct server *srv, struct server_member *out);
+
+enum server_member_op {
+	SERVER_MEMBER_ADD_LEARNER = 1,
+	SERVER_MEMBER_PROMOTE,
+	SERVER_MEMBER_REMOVE,
+	SERVER_LEADER_TRANSFER,
+};
+
+/*
+ * Leader only: a membership change or a leadership transfer. m names the
+ * member (ADD_LEARNER also needs its addresses; the id is derived from the
+ * name). cb runs once: err 0 when the change is committed (for TRANSFER:
+ * when the named member has become leader), QFS_ENOTLEADER on a follower
+ * (ask server_leader()), QFS_EBUSY while another change is in progress,
+ * QFS_EEXIST / QFS_ENOENT for a member that does / does not exist,
+ * QFS_EINVAL (promote a voter, remove the last voter), QFS_ETIMEDOUT.
+ */
+typedef void (*server_member_cb)(void *arg, int err);
+void server_member_change(struct server *srv, enum server_member_op op,
+			  const struct server_member *m, server_member_cb cb, void *arg);
+
+/* The loop, for the client port's handles. */
+uv_loop_t *server_loop(struct server *srv);
 
 #endif

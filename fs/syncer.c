@@ -1,8 +1,9 @@
 /*
  * The syncer thread (see syncer.h). Design, after redis' bio.c: a mutex and
- * condition protect a FIFO of queued records; the thread swaps the whole
- * queue out, writes it with one wal_write() (one fdatasync), publishes the
- * new durable index and wakes the loop through a uv_async.
+ * condition protect a FIFO of queued jobs; the thread swaps the whole queue
+ * out, writes the records of consecutive jobs with one wal_write() (one
+ * fdatasync), publishes the highest durable seq and wakes the loop through a
+ * uv_async.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -10,17 +11,23 @@
 
 #include "../common/errors.h"
 #include "../common/log.h"
-#include "../store/wal.h"
+#include "../store/snapfile.h"
 #include "syncer.h"
 
-struct batch {
-	struct wal_record *recs;
-	size_t n, cap;
+struct job {
+	struct wal_record *recs; /* data owned */
+	size_t n;
+	uint8_t *image; /* snapshot to install first, or NULL */
+	size_t image_len;
+	uint64_t snap_index, snap_term;
+	uint64_t seq;
+	struct job *next;
 };
 
 struct syncer {
 	uv_loop_t *loop;
 	uv_async_t async;
+	char *dir;
 	struct wal *wal;
 	syncer_durable_cb cb;
 	void *cb_arg;
@@ -28,44 +35,94 @@ struct syncer {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	/* Guarded by mu. */
-	struct batch queued;
+	struct job *head, *tail;
 	uint64_t compact_at; /* 0 = nothing to compact */
-	uint64_t durable;
+	uint64_t durable;    /* highest seq made durable */
 	int err;
 	int stop;
 };
 
-static void batch_clear(struct batch *b)
+static void job_free(struct job *j)
 {
-	for (size_t i = 0; i < b->n; i++)
-		free((void *)b->recs[i].data);
-	b->n = 0;
+	for (size_t i = 0; i < j->n; i++)
+		free((void *)j->recs[i].data);
+	free(j->recs);
+	free(j->image);
+	free(j);
+}
+
+/* Installs a leader's snapshot: the file, then the WAL marker after which
+ * the log restarts. */
+static int install(struct syncer *s, struct job *j)
+{
+	struct wal_record mark = {.type = WAL_SNAPSHOT, .index = j->snap_index, .term = j->snap_term};
+	int rv = snapfile_write(s->dir, j->snap_index, j->snap_term, j->image, j->image_len, 2);
+
+	if (rv != 0) {
+		LOG_ERROR("snapshot %llu from the leader: cannot write it: %s",
+			  (unsigned long long)j->snap_index, qfs_strerror(rv));
+		return QFS_EIO;
+	}
+	return wal_write(s->wal, &mark, 1);
+}
+
+/* Writes a run of jobs: records of consecutive jobs go in one wal_write. */
+static int write_jobs(struct syncer *s, struct job *j)
+{
+	struct wal_record *all = NULL;
+	size_t n = 0, cap = 0;
+	int rv = 0;
+
+	for (; j && rv == 0; j = j->next) {
+		if (j->image) {
+			if (n)
+				rv = wal_write(s->wal, all, n);
+			n = 0;
+			if (rv == 0)
+				rv = install(s, j);
+		}
+		if (n + j->n > cap) {
+			size_t c = (n + j->n) * 2;
+			struct wal_record *grown = realloc(all, c * sizeof(*all));
+
+			if (!grown) {
+				rv = QFS_ENOMEM;
+				break;
+			}
+			all = grown;
+			cap = c;
+		}
+		memcpy(all + n, j->recs, j->n * sizeof(*all));
+		n += j->n;
+	}
+	if (rv == 0 && n)
+		rv = wal_write(s->wal, all, n);
+	free(all);
+	return rv;
 }
 
 static void *syncer_main(void *arg)
 {
 	struct syncer *s = arg;
-	struct batch work = {0};
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		struct batch swap;
+		struct job *batch, *last;
 		uint64_t compact;
 		int err = 0;
 
-		while (!s->stop && s->queued.n == 0 && !s->compact_at)
+		while (!s->stop && !s->head && !s->compact_at)
 			pthread_cond_wait(&s->cond, &s->mu);
-		if (s->queued.n == 0 && !s->compact_at)
+		if (!s->head && !s->compact_at)
 			break; /* stopping with nothing left */
-		swap = s->queued;
-		s->queued = work;
-		work = swap;
+		batch = s->head;
+		s->head = s->tail = NULL;
 		compact = s->compact_at;
 		s->compact_at = 0;
 		pthread_mutex_unlock(&s->mu);
 
-		if (work.n && !s->err)
-			err = wal_write(s->wal, work.recs, work.n);
+		if (batch && !s->err)
+			err = write_jobs(s, batch);
 		if (!err && compact && wal_compact(s->wal, compact) != 0)
 			LOG_WARN("wal: could not delete segments up to index %llu",
 				 (unsigned long long)compact);
@@ -76,13 +133,19 @@ static void *syncer_main(void *arg)
 				  qfs_strerror(err));
 			s->err = err;
 		}
-		if (work.n && !s->err)
-			s->durable = work.recs[work.n - 1].index;
-		batch_clear(&work);
+		for (last = batch; last && last->next; last = last->next)
+			;
+		if (last && !s->err)
+			s->durable = last->seq;
+		while (batch) {
+			struct job *next = batch->next;
+
+			job_free(batch);
+			batch = next;
+		}
 		uv_async_send(&s->async);
 	}
 	pthread_mutex_unlock(&s->mu);
-	free(work.recs);
 	return NULL;
 }
 
@@ -99,18 +162,17 @@ static void on_async(uv_async_t *h)
 	s->cb(s->cb_arg, durable, err);
 }
 
-int syncer_create(uv_loop_t *loop, struct wal *wal, syncer_durable_cb cb, void *arg,
-		  struct syncer **out)
+int syncer_create(uv_loop_t *loop, const char *dir, struct wal *wal, syncer_durable_cb cb,
+		  void *arg, struct syncer **out)
 {
 	struct syncer *s = calloc(1, sizeof(*s));
 
-	if (!s)
-		return QFS_ENOMEM;
+	if (!s || !(s->dir = strdup(dir)))
+		goto err_alloc;
 	s->loop = loop;
 	s->wal = wal;
 	s->cb = cb;
 	s->cb_arg = arg;
-	s->durable = wal_last_index(wal);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (uv_async_init(loop, &s->async, on_async) != 0)
@@ -126,40 +188,53 @@ err_async:
 err_sync:
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->mu);
+err_alloc:
+	if (s)
+		free(s->dir);
 	free(s);
 	return QFS_ENOMEM;
 }
 
-int syncer_append(struct syncer *s, uint64_t index, uint64_t term, const uint8_t *data,
-		  size_t len)
+int syncer_write(struct syncer *s, const struct wal_record *recs, size_t n,
+		 const struct syncer_snapshot *snap, uint64_t seq)
 {
-	uint8_t *copy = malloc(len ? len : 1);
-	struct batch *q = &s->queued;
-	int rv = 0;
+	struct job *j = calloc(1, sizeof(*j));
 
-	if (!copy)
-		return QFS_ENOMEM;
-	memcpy(copy, data, len);
-	pthread_mutex_lock(&s->mu);
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 64;
-		struct wal_record *recs = realloc(q->recs, cap * sizeof(*recs));
+	if (!j || (n && !(j->recs = calloc(n, sizeof(*recs)))))
+		goto err;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *copy = malloc(recs[i].len ? recs[i].len : 1);
 
-		if (!recs) {
-			rv = QFS_ENOMEM;
-			goto out;
-		}
-		q->recs = recs;
-		q->cap = cap;
+		if (!copy)
+			goto err;
+		if (recs[i].len)
+			memcpy(copy, recs[i].data, recs[i].len);
+		j->recs[i] = recs[i];
+		j->recs[i].data = copy;
+		j->n = i + 1;
 	}
-	q->recs[q->n++] = (struct wal_record){
-		.type = WAL_ENTRY, .index = index, .term = term, .data = copy, .len = len};
-	copy = NULL;
+	if (snap) {
+		if (!(j->image = malloc(snap->len ? snap->len : 1)))
+			goto err;
+		memcpy(j->image, snap->image, snap->len);
+		j->image_len = snap->len;
+		j->snap_index = snap->index;
+		j->snap_term = snap->term;
+	}
+	j->seq = seq;
+	pthread_mutex_lock(&s->mu);
+	if (s->tail)
+		s->tail->next = j;
+	else
+		s->head = j;
+	s->tail = j;
 	pthread_cond_signal(&s->cond);
-out:
 	pthread_mutex_unlock(&s->mu);
-	free(copy);
-	return rv;
+	return 0;
+err:
+	if (j)
+		job_free(j);
+	return QFS_ENOMEM;
 }
 
 void syncer_compact(struct syncer *s, uint64_t index)
@@ -172,7 +247,10 @@ void syncer_compact(struct syncer *s, uint64_t index)
 
 static void on_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct syncer *s = h->data;
+
+	free(s->dir);
+	free(s);
 }
 
 void syncer_destroy(struct syncer *s)
@@ -182,8 +260,12 @@ void syncer_destroy(struct syncer *s)
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->thread, NULL);
-	batch_clear(&s->queued);
-	free(s->queued.recs);
+	while (s->head) {
+		struct job *next = s->head->next;
+
+		job_free(s->head);
+		s->head = next;
+	}
 	wal_close(s->wal);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->mu);
