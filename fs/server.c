@@ -565,9 +565,23 @@ out:
 	return rv;
 }
 
+static void try_proposal(struct server *srv, struct work *w);
+static void try_read(struct server *srv, struct work *w);
+
+static void retry_all(struct server *srv)
+{
+	for (struct work *w = srv->proposals; w; w = w->next)
+		try_proposal(srv, w);
+	for (struct work *w = srv->reads; w; w = w->next) {
+		if (!w->read_index)
+			try_read(srv, w);
+	}
+}
+
 static void process_ready(struct server *srv)
 {
 	struct raft_ready rd;
+	bool new_leader;
 
 	while (srv->raft && raft_has_ready(srv->raft)) {
 		if (raft_ready_get(srv->raft, &rd) != 0)
@@ -591,8 +605,11 @@ static void process_ready(struct server *srv)
 			LOG_INFO("leader is now %llx (term %llu)%s", (unsigned long long)rd.leader,
 				 (unsigned long long)rd.term,
 				 rd.leader == srv->member_id ? ": this member" : "");
+		new_leader = rd.soft_changed && rd.leader && rd.leader != srv->view.leader;
 		raft_ready_free(&rd);
 		refresh_view(srv);
+		if (new_leader) /* what went to the old leader may be lost: resend now */
+			retry_all(srv);
 	}
 	serve_reads(srv);
 	maybe_snapshot(srv);
