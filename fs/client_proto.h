@@ -70,7 +70,7 @@
 
 /* String bounds (bytes, NUL excluded) enforced by the decoders. */
 #define CLIENT_PROTO_KEY_MAX 8191 /* over STORE_KEY_MAX: the store says why */
-#define CLIENT_PROTO_NAME_MAX 63  /* member names (SERVER_NAME_MAX) */
+#define CLIENT_PROTO_NAME_MAX 127 /* member names (SERVER_NAME_MAX) */
 #define CLIENT_PROTO_ADDR_MAX 127 /* addresses (SERVER_ADDR_MAX) */
 #define CLIENT_PROTO_MSG_MAX 1023 /* error messages, roles */
 

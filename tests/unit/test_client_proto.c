@@ -141,9 +141,8 @@ static void test_req_encode_rejects(void **state)
 	longkey[sizeof(longkey) - 1] = 0;
 	r = (struct client_req){.type = CLIENT_REQ_DEL, .key = longkey};
 	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
-	r = (struct client_req){.type = CLIENT_REQ_MEMBER_PROMOTE,
-				.name = "a-name-that-is-longer-than-sixty-three-bytes-"
-					"which-no-member-can-have"};
+	longkey[CLIENT_PROTO_NAME_MAX + 1] = 0; /* one byte over a member name */
+	r = (struct client_req){.type = CLIENT_REQ_MEMBER_PROMOTE, .name = longkey};
 	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
 	/* A failed encode leaves the buffer as it was. */
 	assert_int_equal(b.len, 0);

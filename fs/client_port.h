@@ -1,0 +1,43 @@
+/*
+ * The client port (--listen-client): serves the client protocol
+ * (client_proto.h) on the member's loop, for `quorumfs status/member/leader/
+ * get/put/del`. Reads go through server_read_barrier() and then the local
+ * store; writes are proposed like the mount's; membership goes to
+ * server_member_change().
+ *
+ * Its handles are unreferenced: they never keep server_run() going, so the
+ * member stops exactly as it would without a port. Close the port after
+ * server_run() returns (or before server_destroy() if it never ran).
+ */
+#ifndef QFS_CLIENT_PORT_H
+#define QFS_CLIENT_PORT_H
+
+#include "server.h"
+
+struct client_port;
+
+/* Most connections served at once; more are accepted and closed at once. */
+#define CLIENT_PORT_MAX_CONNS 256
+
+/*
+ * Listens on addr ("IPV4:PORT" or "[IPV6]:PORT"; port 0 picks one) on
+ * server_loop(srv). Call on the thread that runs (or will run) the loop,
+ * while it is not running elsewhere. Returns 0, QFS_EINVAL (bad address),
+ * QFS_EIO (cannot bind or listen) or QFS_ENOMEM, each after one log line.
+ * srv must outlive the port.
+ */
+int client_port_create(struct server *srv, const char *addr, struct client_port **out);
+
+/* The bound port (after port 0). */
+int client_port_number(const struct client_port *p);
+
+/*
+ * Closes the listener and every connection and runs the loop until their
+ * handles are closed (without waiting for anything else). Requests still
+ * waiting on the server are answered to nobody: their callbacks find the
+ * connection closed, and the last one frees what is left. NULL is a no-op.
+ * Same thread rule as client_port_create().
+ */
+void client_port_close(struct client_port *p);
+
+#endif
