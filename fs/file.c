@@ -212,7 +212,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fs_handle_free(fs, h);
 }
 
-void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void open_now(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	struct handle *h = NULL;
@@ -270,6 +270,59 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	reply_open_handle(req, fi, h);
+}
+
+/* An open waiting for its linearizable read point (SPEC 3.3). */
+struct deferred_open {
+	struct fs *fs;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct fuse_file_info fi;
+};
+
+static void deferred_open_run(void *arg)
+{
+	struct deferred_open *d = arg;
+
+	open_now(d->req, d->ino, &d->fi);
+	free(d);
+}
+
+/* Loop thread: the read point is applied. The open is answered after the
+ * invalidations those entries queued, so the kernel sees the new value. */
+static void deferred_open_ready(void *arg, int err)
+{
+	struct deferred_open *d = arg;
+
+	if (err) {
+		fs_reply_qfs_err(d->req, err);
+		free(d);
+		return;
+	}
+	inval_call(d->fs->inval, deferred_open_run, d);
+}
+
+void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct deferred_open *d;
+	int rv;
+
+	if (fs->cfg->consistency != CONSISTENCY_LINEARIZABLE || ino <= NODE_CTL_MAX ||
+	    (ino & (NODE_REV_BIT | NODE_PENDING_BIT)) || server_reads_local(fs->srv)) {
+		open_now(req, ino, fi);
+		return;
+	}
+	if (!(d = malloc(sizeof(*d)))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	*d = (struct deferred_open){fs, req, ino, *fi};
+	rv = server_read_barrier(fs->srv, deferred_open_ready, d);
+	if (rv) {
+		free(d);
+		fs_reply_qfs_err(req, rv);
+	}
 }
 
 /* ---- read / write ------------------------------------------------------------ */

@@ -173,6 +173,10 @@ int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out);
 /* Lists a control dir from entry number `from`; see fuse_ops.c readdir. */
 void ctl_readdir(struct fs *fs, fuse_req_t req, uint64_t nodeid, size_t size, off_t off);
 
+/* ---- remote.c: kernel caches follow changes made through other members --- */
+void fs_remote_applied(void *arg, const uint8_t *entry, size_t len,
+		       const struct store_result *res);
+
 /* ---- mount.c --------------------------------------------------------------- */
 int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg);
 /* Waits briefly for the FUSE threads after the stop; false if they linger. */

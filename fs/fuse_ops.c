@@ -155,27 +155,24 @@ static int node_stat(struct fs *fs, uint64_t nodeid, struct handle *h, struct st
 
 /* ---- Names ------------------------------------------------------------------ */
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* Resolves name in parent into e. Store reads under the read lock. */
+static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
 {
-	struct fs *fs = FS(req);
-	struct fuse_entry_param e;
 	struct pending_info pi;
 	struct store_kv kv;
 	struct target t;
 	char key[STORE_KEY_MAX + 1];
 	int rv;
 
-	memset(&e, 0, sizeof(e));
-	if (strlen(name) > STORE_NAME_MAX) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
+	memset(e, 0, sizeof(*e));
+	if (strlen(name) > STORE_NAME_MAX)
+		return QFS_ENAMETOOLONG;
 	if ((parent != STORE_ROOT_INO && parent <= NODE_CTL_MAX) ||
 	    (parent == STORE_ROOT_INO && strcmp(name, CTL_NAME) == 0)) {
-		rv = ctl_lookup(fs, parent, name, &e);
-		goto reply;
+		rv = ctl_lookup(fs, parent, name, e);
+		goto out;
 	}
-	e.attr_timeout = e.entry_timeout = fs->cfg->attr_timeout;
+	e->attr_timeout = e->entry_timeout = fs->cfg->attr_timeout;
 	server_rdlock(fs->srv);
 	rv = fs_resolve(fs, parent, &t);
 	if (rv == 0 && t.kind == T_PENDING)
@@ -184,29 +181,79 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rv = fs_child_key(t.key, name, key, sizeof(key));
 	if (rv == 0 && t.kind == T_REV) {
 		rv = store_get(server_store(fs->srv), key, t.rev, &kv);
-		if (rv == 0 && !(e.ino = nodes_rev_lookup(fs->nodes, t.rev, key)))
+		if (rv == 0 && !(e->ino = nodes_rev_lookup(fs->nodes, t.rev, key)))
 			rv = QFS_ENOMEM;
 		if (rv == 0)
-			fs_kv_stat(fs, &kv, e.ino, true, &e.attr);
+			fs_kv_stat(fs, &kv, e->ino, true, &e->attr);
 	} else if (rv == 0) {
-		e.ino = nodes_pending_find(fs->nodes, key, true);
-		if (e.ino) {
-			nodes_get(fs->nodes, e.ino, NULL, NULL, 0, &pi);
-			fs_pending_stat(&pi, e.ino, &e.attr);
-			e.attr_timeout = e.entry_timeout = 0;
+		e->ino = nodes_pending_find(fs->nodes, key, true);
+		if (e->ino) {
+			nodes_get(fs->nodes, e->ino, NULL, NULL, 0, &pi);
+			fs_pending_stat(&pi, e->ino, &e->attr);
+			e->attr_timeout = e->entry_timeout = 0;
 		} else if ((rv = store_get(server_store(fs->srv), key, 0, &kv)) == 0) {
-			e.ino = kv.ino;
-			fs_kv_stat(fs, &kv, kv.ino, false, &e.attr);
+			e->ino = kv.ino;
+			fs_kv_stat(fs, &kv, kv.ino, false, &e->attr);
 		}
 	}
 	server_unlock(fs->srv);
-reply:
+out:
 	if (rv == QFS_EPERM || rv == QFS_EINVAL)
 		rv = QFS_ENOENT; /* a name that cannot exist simply does not */
+	return rv;
+}
+
+static void reply_lookup(fuse_req_t req, int rv, const struct fuse_entry_param *e)
+{
 	if (rv)
 		fs_reply_qfs_err(req, rv);
 	else
-		fuse_reply_entry(req, &e);
+		fuse_reply_entry(req, e);
+}
+
+/* A lookup that missed, waiting for a read point: the name may have been
+ * created through another member and not be applied here yet. */
+struct deferred_lookup {
+	struct fs *fs;
+	fuse_req_t req;
+	fuse_ino_t parent;
+	char name[];
+};
+
+/* Loop thread. Answered directly, not behind queued invalidations: the
+ * kernel holds the directory's lock during a lookup, and a queued
+ * invalidation of an entry in it would wait for that lock. */
+static void deferred_lookup_ready(void *arg, int err)
+{
+	struct deferred_lookup *d = arg;
+	struct fuse_entry_param e;
+
+	reply_lookup(d->req, err ? err : lookup_now(d->fs, d->parent, d->name, &e), &e);
+	free(d);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = FS(req);
+	struct fuse_entry_param e;
+	struct deferred_lookup *d;
+	int rv = lookup_now(fs, parent, name, &e);
+
+	if (rv != QFS_ENOENT || fs->cfg->consistency != CONSISTENCY_LINEARIZABLE ||
+	    (parent != STORE_ROOT_INO && parent <= NODE_CTL_MAX) || (parent & NODE_REV_BIT) ||
+	    server_reads_local(fs->srv) ||
+	    !(d = malloc(sizeof(*d) + strlen(name) + 1))) {
+		reply_lookup(req, rv, &e);
+		return;
+	}
+	d->fs = fs;
+	d->req = req;
+	d->parent = parent;
+	strcpy(d->name, name);
+	if ((rv = server_read_barrier(fs->srv, deferred_lookup_ready, d))) {
+		free(d);
+		fs_reply_qfs_err(req, rv);
+	}
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)

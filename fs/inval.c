@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
@@ -10,6 +11,9 @@
 
 struct item {
 	uint64_t ino;
+	char *name; /* an entry of directory ino, or NULL: the inode itself */
+	void (*fn)(void *arg); /* instead: a call */
+	void *fn_arg;
 	int data;
 	fuse_req_t req;
 	int err;
@@ -27,12 +31,22 @@ struct inval {
 
 static void run(struct inval *iv, struct item *it)
 {
-	int rv = fuse_lowlevel_notify_inval_inode(iv->se, it->ino, it->data ? 0 : -1, 0);
+	int rv;
+
+	if (it->fn) {
+		it->fn(it->fn_arg);
+		free(it);
+		return;
+	}
+	rv = it->name ? fuse_lowlevel_notify_inval_entry(iv->se, it->ino, it->name,
+							     strlen(it->name))
+			  : fuse_lowlevel_notify_inval_inode(iv->se, it->ino, it->data ? 0 : -1, 0);
 
 	if (rv != 0 && rv != -ENOENT) /* ENOENT: the kernel holds nothing of it */
 		LOG_DEBUG("invalidate node %llx: %d", (unsigned long long)it->ino, rv);
 	if (it->req)
 		fuse_reply_err(it->req, it->err);
+	free(it->name);
 	free(it);
 }
 
@@ -90,6 +104,18 @@ void inval_destroy(struct inval *iv)
 	free(iv);
 }
 
+static void push(struct inval *iv, struct item *it)
+{
+	pthread_mutex_lock(&iv->mu);
+	if (iv->tail)
+		iv->tail->next = it;
+	else
+		iv->head = it;
+	iv->tail = it;
+	pthread_cond_signal(&iv->cond);
+	pthread_mutex_unlock(&iv->mu);
+}
+
 void inval_inode(struct inval *iv, uint64_t ino, int data, fuse_req_t req, int err)
 {
 	struct item *it = calloc(1, sizeof(*it));
@@ -103,12 +129,30 @@ void inval_inode(struct inval *iv, uint64_t ino, int data, fuse_req_t req, int e
 	it->data = data;
 	it->req = req;
 	it->err = err;
-	pthread_mutex_lock(&iv->mu);
-	if (iv->tail)
-		iv->tail->next = it;
-	else
-		iv->head = it;
-	iv->tail = it;
-	pthread_cond_signal(&iv->cond);
-	pthread_mutex_unlock(&iv->mu);
+	push(iv, it);
+}
+
+void inval_entry(struct inval *iv, uint64_t parent, const char *name)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (!it || !(it->name = strdup(name))) {
+		free(it); /* the dentry expires by itself (attr_timeout) */
+		return;
+	}
+	it->ino = parent;
+	push(iv, it);
+}
+
+void inval_call(struct inval *iv, void (*fn)(void *arg), void *arg)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (!it) {
+		fn(arg); /* out of memory: at worst a stale attribute */
+		return;
+	}
+	it->fn = fn;
+	it->fn_arg = arg;
+	push(iv, it);
 }

@@ -22,4 +22,12 @@ void inval_destroy(struct inval *iv);
  * when data is non-zero), then, if req is not NULL, answers it with err. */
 void inval_inode(struct inval *iv, uint64_t ino, int data, fuse_req_t req, int err);
 
+/* Any thread. Drops the kernel's dentry `name` (copied) in directory parent. */
+void inval_entry(struct inval *iv, uint64_t parent, const char *name);
+
+/* Any thread. Runs fn(arg) on the invalidation thread after everything
+ * queued before it (an open that must see the invalidations of the entries
+ * it waited for). fn must not wait on a FUSE request. */
+void inval_call(struct inval *iv, void (*fn)(void *arg), void *arg);
+
 #endif

@@ -39,6 +39,7 @@ static void stop_hook(void *arg)
 	struct fs *fs = arg;
 
 	LOG_INFO("unmounting %s", fs->cfg->mount);
+	server_set_applied_hook(fs->srv, NULL, NULL);
 	inval_destroy(fs->inval); /* answers the flushes still queued there */
 	fs->inval = NULL;
 	fuse_session_exit(fs->se);
@@ -86,6 +87,7 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 	if ((rv = inval_create(fs->se, &fs->inval)))
 		goto err_mount;
 	server_set_stop_hook(srv, stop_hook, fs);
+	server_set_applied_hook(srv, fs_remote_applied, fs);
 	if (pthread_create(&fs->thread, NULL, fuse_main_thread, fs) != 0) {
 		rv = QFS_ENOMEM;
 		goto err_inval;
@@ -95,6 +97,7 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 
 err_inval:
 	server_set_stop_hook(srv, NULL, NULL);
+	server_set_applied_hook(srv, NULL, NULL);
 	inval_destroy(fs->inval);
 	fs->inval = NULL;
 err_mount:

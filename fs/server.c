@@ -1400,6 +1400,16 @@ size_t server_members(struct server *srv, struct server_member *out, size_t max)
 	return n;
 }
 
+bool server_reads_local(struct server *srv)
+{
+	bool local;
+
+	pthread_mutex_lock(&srv->mu);
+	local = srv->view.role == RAFT_LEADER && srv->view.members.n == 1;
+	pthread_mutex_unlock(&srv->mu);
+	return local;
+}
+
 int server_leader(struct server *srv, struct server_member *out)
 {
 	int rv = QFS_ENOENT;

@@ -95,6 +95,11 @@ void server_status(struct server *srv, struct server_status *st);
 typedef void (*server_read_cb)(void *arg, int err);
 int server_read_barrier(struct server *srv, server_read_cb cb, void *arg);
 
+/* True when this member is the leader and the only voter: every committed
+ * entry is applied before its writer hears back, so local reads are already
+ * linearizable and need no read point. Any thread. */
+bool server_reads_local(struct server *srv);
+
 #define SERVER_ADDR_MAX 127
 
 struct server_member {
