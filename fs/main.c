@@ -8,6 +8,8 @@
 
 #include "../common/errors.h"
 #include "../common/log.h"
+#include "cli.h"
+#include "client_port.h"
 #include "config.h"
 #include "fs.h"
 #include "server.h"
@@ -16,16 +18,18 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: quorumfs COMMAND [ARGS]\n\n"
 		     "commands:\n"
-		     "  serve     run a member and mount its tree (quorumfs serve --help)\n"
-		     "  version   print the version\n\n"
-		     "status, member, get/put/del, watch, txn, lease, snapshot, check and\n"
-		     "dump-wal come with the client port (not in this build).\n");
+		     "  serve                      run a member and mount its tree\n"
+		     "  version                    print the version\n");
+	cli_usage_commands(out);
+	fprintf(out, "\nEach command has --help. watch, txn, lease, snapshot, check and\n"
+		     "dump-wal are not in this build.\n");
 }
 
 static int cmd_serve(int argc, char **argv)
 {
 	struct config cfg;
 	struct server *srv = NULL;
+	struct client_port *port = NULL;
 	struct fs fs = {0};
 	bool mounted = false, clean = true;
 	int rv;
@@ -48,6 +52,8 @@ static int cmd_serve(int argc, char **argv)
 	rv = server_create(&cfg, &srv);
 	if (rv)
 		goto out;
+	if (cfg.listen_client && (rv = client_port_create(srv, cfg.listen_client, &port)))
+		goto out;
 	if (cfg.mount) {
 		rv = fs_mount(&fs, srv, &cfg);
 		if (rv)
@@ -57,6 +63,8 @@ static int cmd_serve(int argc, char **argv)
 	LOG_INFO("serving as a single member, data dir %s%s%s", cfg.data_dir,
 		 cfg.mount ? ", mounted at " : "", cfg.mount ? cfg.mount : "");
 	rv = server_run(srv);
+	client_port_close(port);
+	port = NULL;
 	if (mounted)
 		clean = fs_wait(&fs);
 	LOG_INFO("stopped%s", rv ? " after a WAL failure" : "");
@@ -65,6 +73,7 @@ static int cmd_serve(int argc, char **argv)
 	if (mounted)
 		fs_close(&fs);
 out:
+	client_port_close(port);
 	if (srv)
 		server_destroy(srv);
 	config_close(&cfg);
@@ -79,6 +88,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);
+	if (cli_is_command(argv[1]))
+		return cli_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("quorumfs 0.1\n");
 		return 0;

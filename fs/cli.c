@@ -1,0 +1,1111 @@
+/*
+ * `quorumfs status | member ... | leader transfer | get | put | del`: parse
+ * the command line, send one client_proto.h request at a time over a
+ * blocking TCP socket with a deadline, print the answer.
+ *
+ * Endpoints are tried in order. A member that is not the leader answers
+ * NOTLEADER with the leader's client address when it knows it: the request
+ * goes there once, then on to the next endpoint. A request that was sent
+ * but got no answer moves on only when repeating it is harmless (reads);
+ * a write that may have been applied is reported, not repeated.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../store/store.h"
+#include "cli.h"
+#include "client_proto.h"
+
+#define DEFAULT_ENDPOINT "127.0.0.1:2379"
+#define DEFAULT_TIMEOUT_MS 6000 /* above the members' default request timeout */
+#define CONNECT_TIMEOUT_MS 2000 /* per endpoint, so a dead host leaves time for others */
+#define MAX_ENDPOINTS 64
+#define ERR_MAX 512
+
+/* Flags a command accepts besides the global ones. */
+enum {
+	FL_PREFIX = 0x1,
+	FL_REV = 0x2,
+	FL_LEARNER = 0x4,
+	FL_VOTER = 0x8,
+	FL_CLIENT = 0x10,
+};
+
+struct cli;
+
+struct command {
+	const char *name, *sub;
+	int nargs;
+	unsigned flags;
+	const char *args_usage, *help;
+	int (*run)(struct cli *c);
+};
+
+struct cli {
+	const struct command *cmd;
+	char what[160]; /* "put /a": how errors start */
+	char *endpoint_list;
+	const char *endpoints[MAX_ENDPOINTS];
+	size_t nendpoints;
+	bool json;
+	uint64_t timeout_ms;
+	bool prefix, learner, voter;
+	uint64_t rev;
+	const char *client_addr;
+	const char *args[2];
+};
+
+/* An answer and the payload its pointers borrow from. */
+struct answer {
+	struct client_resp resp;
+	uint8_t *payload;
+};
+
+static void answer_free(struct answer *a)
+{
+	client_proto_resp_free(&a->resp);
+	free(a->payload);
+	a->payload = NULL;
+}
+
+static int fail(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(const struct cli *c, const char *fmt, ...)
+{
+	char msg[ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "quorumfs: %s: %s\n", c->what, msg);
+	return 1;
+}
+
+/* ---- network ------------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Waits for fd to become ready for events; 0, or -1 with err set. */
+static int wait_fd(int fd, short events, uint64_t deadline, const char *ep, char *err)
+{
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = events};
+		uint64_t now = now_ms();
+		int n;
+
+		if (now >= deadline) {
+			snprintf(err, ERR_MAX, "no answer from %s in time (--timeout-ms)", ep);
+			return -1;
+		}
+		n = poll(&pfd, 1, (int)(deadline - now));
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR) {
+			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
+			return -1;
+		}
+	}
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into host and port strings. */
+static int split_endpoint(const char *ep, char *host, size_t hlen, const char **port)
+{
+	const char *colon;
+	size_t n;
+
+	if (ep[0] == '[') {
+		const char *close = strchr(ep, ']');
+
+		if (!close || close[1] != ':')
+			return -1;
+		n = (size_t)(close - ep - 1);
+		if (n >= hlen)
+			return -1;
+		memcpy(host, ep + 1, n);
+		*port = close + 2;
+	} else {
+		colon = strrchr(ep, ':');
+		if (!colon)
+			return -1;
+		n = (size_t)(colon - ep);
+		if (n >= hlen)
+			return -1;
+		memcpy(host, ep, n);
+		*port = colon + 1;
+	}
+	host[n] = 0;
+	return n && **port ? 0 : -1;
+}
+
+/* A connected non-blocking socket, or -1 with err set. */
+static int ep_connect(const char *ep, uint64_t deadline, char *err)
+{
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char host[256];
+	const char *port;
+	uint64_t limit = now_ms() + CONNECT_TIMEOUT_MS;
+	int fd = -1, rv;
+
+	if (split_endpoint(ep, host, sizeof(host), &port) != 0) {
+		snprintf(err, ERR_MAX, "bad endpoint '%s' (want HOST:PORT)", ep);
+		return -1;
+	}
+	rv = getaddrinfo(host, port, &hints, &res);
+	if (rv) {
+		snprintf(err, ERR_MAX, "%s: %s", ep, gai_strerror(rv));
+		return -1;
+	}
+	if (limit > deadline)
+		limit = deadline;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, limit, ep, err) == 0) {
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+			if (soerr == 0)
+				break;
+			errno = soerr;
+		}
+		if (errno != EINPROGRESS)
+			snprintf(err, ERR_MAX, "cannot connect to %s: %s", ep, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t len, uint64_t deadline, const char *ep,
+		    char *err)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
+			return -1;
+		}
+		if (wait_fd(fd, POLLOUT, deadline, ep, err))
+			return -1;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline, const char *ep, char *err)
+{
+	while (len > 0) {
+		ssize_t n = recv(fd, p, len, 0);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			snprintf(err, ERR_MAX, "%s closed the connection without answering", ep);
+			return -1;
+		}
+		if (errno != EAGAIN && errno != EINTR) {
+			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
+			return -1;
+		}
+		if (wait_fd(fd, POLLIN, deadline, ep, err))
+			return -1;
+	}
+	return 0;
+}
+
+enum call_result {
+	CALL_OK,
+	CALL_UNREACHED, /* nothing was sent */
+	CALL_LOST,	/* sent; the answer did not arrive */
+};
+
+/* One request frame to one endpoint, one answer back. */
+static enum call_result call_endpoint(const char *ep, const struct qbuf *frame, uint8_t type,
+				      uint64_t deadline, struct answer *a, char *err)
+{
+	uint8_t h[CLIENT_PROTO_HDR_SIZE];
+	struct client_hdr hdr;
+	enum call_result res = CALL_LOST;
+	int fd = ep_connect(ep, deadline, err);
+
+	memset(a, 0, sizeof(*a));
+	if (fd < 0)
+		return CALL_UNREACHED;
+	if (send_all(fd, frame->data, frame->len, deadline, ep, err) ||
+	    recv_all(fd, h, sizeof(h), deadline, ep, err))
+		goto out;
+	/* Length and type are checked before allocating for the payload. */
+	if (client_proto_hdr_decode(h, CLIENT_PROTO_MAX_PAYLOAD, &hdr) ||
+	    hdr.type != (type | CLIENT_PROTO_RESPONSE)) {
+		snprintf(err, ERR_MAX, "%s does not speak the quorumfs client protocol", ep);
+		goto out;
+	}
+	a->payload = malloc(hdr.len ? hdr.len : 1);
+	if (!a->payload) {
+		snprintf(err, ERR_MAX, "out of memory for a %" PRIu32 " byte answer", hdr.len);
+		goto out;
+	}
+	if (recv_all(fd, a->payload, hdr.len, deadline, ep, err))
+		goto out;
+	if (client_proto_crc_check(&hdr, a->payload) ||
+	    client_proto_resp_decode(&hdr, a->payload, hdr.len, &a->resp)) {
+		snprintf(err, ERR_MAX, "malformed answer from %s", ep);
+		goto out;
+	}
+	res = CALL_OK;
+out:
+	if (res != CALL_OK)
+		answer_free(a);
+	close(fd);
+	return res;
+}
+
+/* Safe to send again after it may have been received. */
+static bool repeatable(uint8_t type)
+{
+	return type == CLIENT_REQ_STATUS || type == CLIENT_REQ_MEMBER_LIST ||
+	       type == CLIENT_REQ_GET;
+}
+
+/* Worth asking another member: this one cannot do it now. */
+static bool ask_elsewhere(int status)
+{
+	return status == QFS_ENOTLEADER || status == QFS_ESHUTDOWN;
+}
+
+/*
+ * Sends r to the endpoints (or only to `only`), following NOTLEADER once.
+ * Returns 0 with an answer (whose status may be an error) or -1 with err.
+ */
+static int request(const struct cli *c, const struct client_req *r, const char *only,
+		   struct answer *a, char *err)
+{
+	uint64_t deadline = now_ms() + c->timeout_ms;
+	size_t n = only ? 1 : c->nendpoints;
+	struct answer last = {0};
+	bool have_last = false, followed = false;
+	char leader[CLIENT_PROTO_ADDR_MAX + 1];
+	struct qbuf frame;
+	int rv = -1;
+
+	qbuf_init(&frame);
+	if (client_proto_req_encode(r, &frame) != 0) {
+		snprintf(err, ERR_MAX, "%s",
+			 r->type == CLIENT_REQ_PUT ? qfs_strerror(QFS_EFBIG)
+						   : "argument too long for the protocol");
+		goto out;
+	}
+	snprintf(err, ERR_MAX, "no endpoint to ask");
+	for (size_t i = 0; i < n; i++) {
+		const char *ep = only ? only : c->endpoints[i];
+
+		for (;;) {
+			enum call_result cr = call_endpoint(ep, &frame, r->type, deadline, a, err);
+
+			if (cr == CALL_LOST && !repeatable(r->type)) {
+				size_t len = strlen(err);
+
+				snprintf(err + len, ERR_MAX - len,
+					 " (the request may or may not have been applied)");
+				goto out;
+			}
+			if (cr != CALL_OK)
+				break;
+			if (!ask_elsewhere(a->resp.status)) {
+				rv = 0;
+				goto out;
+			}
+			answer_free(&last);
+			last = *a;
+			have_last = true;
+			memset(a, 0, sizeof(*a));
+			if (followed || last.resp.status != QFS_ENOTLEADER ||
+			    !last.resp.leader_client[0] || strcmp(last.resp.leader_client, ep) == 0)
+				break;
+			followed = true;
+			snprintf(leader, sizeof(leader), "%s", last.resp.leader_client);
+			ep = leader;
+		}
+	}
+	if (have_last) {
+		/* Nobody could do it: report what the last member said. */
+		*a = last;
+		memset(&last, 0, sizeof(last));
+		rv = 0;
+	}
+out:
+	answer_free(&last);
+	qbuf_close(&frame);
+	return rv;
+}
+
+/* The error line for a member's refusal. */
+static int fail_resp(const struct cli *c, const struct client_resp *r)
+{
+	if (r->status == QFS_ENOTLEADER && r->leader_name[0] && !r->leader_client[0])
+		return fail(c, "%s (the leader is %s, which has no client address)", r->msg,
+			    r->leader_name);
+	if (r->status == QFS_ENOTLEADER && !r->leader_name[0])
+		return fail(c, "%s, and no leader is known (no quorum?)", r->msg);
+	return fail(c, "%s", r->msg[0] ? r->msg : qfs_strerror(r->status));
+}
+
+/* request() and the error line in one: 0 with a successful answer, or 1. */
+static int ask(const struct cli *c, const struct client_req *r, struct answer *a)
+{
+	char err[ERR_MAX];
+
+	if (request(c, r, NULL, a, err) != 0)
+		return fail(c, "%s", err);
+	if (a->resp.status != 0) {
+		fail_resp(c, &a->resp);
+		answer_free(a);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- output helpers ---------------------------------------------------------------- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", stdout);
+		else if (*p == '\t')
+			fputs("\\t", stdout);
+		else if (*p < 0x20 || *p == 0x7f)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void base64(const uint8_t *p, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	putchar('"');
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		putchar(tab[v >> 18 & 63]);
+		putchar(tab[v >> 12 & 63]);
+		putchar(i + 1 < n ? tab[v >> 6 & 63] : '=');
+		putchar(i + 2 < n ? tab[v & 63] : '=');
+	}
+	putchar('"');
+}
+
+static const char *human_size(uint64_t v, char *buf, size_t len)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double d = (double)v;
+	int u = 0;
+
+	while (d >= 1024 && u < 4) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 "B", v);
+	else
+		snprintf(buf, len, "%.1f%s", d, units[u]);
+	return buf;
+}
+
+static const char *type_name(uint8_t t)
+{
+	return t == STORE_DIR ? "dir" : t == STORE_SYMLINK ? "symlink" : "file";
+}
+
+/* ---- status ------------------------------------------------------------------------ */
+
+struct row {
+	char name[CLIENT_PROTO_NAME_MAX + 1];
+	char endpoint[CLIENT_PROTO_ADDR_MAX + 1];
+	struct answer a; /* a.resp.st when answered */
+	bool answered;
+	const char *health; /* when not answered: "unreachable" or "unknown" */
+	char err[ERR_MAX];
+};
+
+static void row_query(const struct cli *c, struct row *row)
+{
+	struct client_req r = {.type = CLIENT_REQ_STATUS};
+
+	if (request(c, &r, row->endpoint, &row->a, row->err) != 0) {
+		row->health = "unreachable";
+		return;
+	}
+	if (row->a.resp.status) {
+		snprintf(row->err, ERR_MAX, "%s", row->a.resp.msg);
+		row->health = "unreachable";
+		answer_free(&row->a);
+		return;
+	}
+	row->answered = true;
+	snprintf(row->name, sizeof(row->name), "%s", row->a.resp.st.name);
+}
+
+static void row_print(const struct cli *c, const struct row *row, bool first)
+{
+	const struct client_status *st = &row->a.resp.st;
+	const char *health = row->answered ? (st->leader_id ? "ok" : "no-leader") : row->health;
+	char size[32];
+
+	if (c->json) {
+		printf("%s\n  {\"name\": ", first ? "" : ",");
+		json_str(row->name);
+		printf(", \"endpoint\": ");
+		json_str(row->endpoint);
+		if (row->answered) {
+			printf(", \"id\": \"%016" PRIx64 "\", \"cluster_id\": \"%016" PRIx64
+			       "\", \"role\": ",
+			       st->member_id, st->cluster_id);
+			json_str(st->role);
+			printf(", \"term\": %" PRIu64 ", \"commit_index\": %" PRIu64
+			       ", \"applied_index\": %" PRIu64 ", \"leader\": ",
+			       st->term, st->commit_index, st->applied_index);
+			json_str(st->leader_name);
+			printf(", \"revision\": %" PRIu64 ", \"compacted_revision\": %" PRIu64
+			       ", \"db_size\": %" PRIu64 ", \"quota_bytes\": %" PRIu64
+			       ", \"keys\": %" PRIu64 ", \"snapshot_index\": %" PRIu64,
+			       st->revision, st->compacted_revision, st->db_size, st->quota_bytes,
+			       st->keys, st->snapshot_index);
+		}
+		printf(", \"health\": ");
+		json_str(health);
+		if (!row->answered) {
+			printf(", \"error\": ");
+			json_str(row->err);
+		}
+		putchar('}');
+		return;
+	}
+	if (!row->answered) {
+		printf("%s endpoint=%s health=%s error=\"%s\"\n", row->name[0] ? row->name : "?",
+		       row->endpoint[0] ? row->endpoint : "-", health, row->err);
+		return;
+	}
+	printf("%s id=%016" PRIx64 " role=%s term=%" PRIu64 " commit=%" PRIu64 " applied=%" PRIu64
+	       " revision=%" PRIu64 " db=%s endpoint=%s health=%s\n",
+	       row->name, st->member_id, st->role, st->term, st->commit_index, st->applied_index,
+	       st->revision, human_size(st->db_size, size, sizeof(size)), row->endpoint, health);
+}
+
+/* With one endpoint, the rows of the other members come from its member
+ * list: each is asked at its own client address. */
+static size_t status_rows_from_members(const struct cli *c, struct row **rows)
+{
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
+	struct answer list;
+	struct row *out, *self = *rows;
+	char err[ERR_MAX];
+	size_t n = 1;
+
+	if (request(c, &r, self->endpoint, &list, err) != 0 || list.resp.status != 0) {
+		answer_free(&list);
+		return 1;
+	}
+	out = calloc(list.resp.nmembers + 1, sizeof(*out));
+	if (!out) {
+		answer_free(&list);
+		return 1;
+	}
+	out[0] = *self;
+	n = 1;
+	for (size_t i = 0; i < list.resp.nmembers; i++) {
+		const struct client_member *m = &list.resp.members[i];
+		struct row *row = &out[n];
+
+		if (strcmp(m->name, self->name) == 0)
+			continue;
+		n++;
+		snprintf(row->name, sizeof(row->name), "%s", m->name);
+		snprintf(row->endpoint, sizeof(row->endpoint), "%s", m->client_addr);
+		if (!m->client_addr[0]) {
+			row->health = "unknown";
+			snprintf(row->err, ERR_MAX, "no client address (--listen-client)");
+			continue;
+		}
+		row_query(c, row);
+		/* The name the member list knows it by, whatever it answers. */
+		snprintf(row->name, sizeof(row->name), "%s", m->name);
+	}
+	answer_free(&list);
+	free(*rows);
+	*rows = out;
+	return n;
+}
+
+static int run_status(struct cli *c)
+{
+	struct row *rows = calloc(c->nendpoints, sizeof(*rows));
+	size_t n = c->nendpoints, failed = 0;
+	int rv = 0;
+
+	if (!rows)
+		return fail(c, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(rows[i].endpoint, sizeof(rows[i].endpoint), "%s", c->endpoints[i]);
+		row_query(c, &rows[i]);
+	}
+	if (n == 1 && !rows[0].answered) {
+		rv = fail(c, "%s", rows[0].err);
+		goto out;
+	}
+	if (n == 1)
+		n = status_rows_from_members(c, &rows);
+	if (c->json)
+		putchar('[');
+	for (size_t i = 0; i < n; i++) {
+		row_print(c, &rows[i], i == 0);
+		if (!rows[i].answered && strcmp(rows[i].health, "unreachable") == 0)
+			failed++;
+	}
+	if (c->json)
+		printf("\n]\n");
+	if (failed)
+		rv = fail(c, "%zu of %zu members did not answer", failed, n);
+out:
+	for (size_t i = 0; i < n; i++)
+		answer_free(&rows[i].a);
+	free(rows);
+	return rv;
+}
+
+/* ---- members ------------------------------------------------------------------------ */
+
+static int run_member_list(struct cli *c)
+{
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
+	struct answer a;
+
+	if (ask(c, &r, &a))
+		return 1;
+	if (c->json)
+		putchar('[');
+	for (size_t i = 0; i < a.resp.nmembers; i++) {
+		const struct client_member *m = &a.resp.members[i];
+
+		if (!c->json) {
+			printf("%s id=%016" PRIx64 " role=%s peer=%s client=%s%s\n", m->name, m->id,
+			       m->voter ? "voter" : "learner", m->peer_addr,
+			       m->client_addr[0] ? m->client_addr : "-",
+			       m->leader ? " leader=true" : "");
+			continue;
+		}
+		printf("%s\n  {\"name\": ", i ? "," : "");
+		json_str(m->name);
+		printf(", \"id\": \"%016" PRIx64 "\", \"role\": \"%s\", \"peer\": ", m->id,
+		       m->voter ? "voter" : "learner");
+		json_str(m->peer_addr);
+		printf(", \"client\": ");
+		json_str(m->client_addr);
+		printf(", \"leader\": %s}", m->leader ? "true" : "false");
+	}
+	if (c->json)
+		printf("\n]\n");
+	answer_free(&a);
+	return 0;
+}
+
+static int run_member_change(struct cli *c)
+{
+	static const struct {
+		const char *name, *sub;
+		uint8_t type;
+		const char *done;
+	} ops[] = {
+	    {"member", "add", CLIENT_REQ_MEMBER_ADD, "added"},
+	    {"member", "remove", CLIENT_REQ_MEMBER_REMOVE, "removed"},
+	    {"member", "promote", CLIENT_REQ_MEMBER_PROMOTE, "promoted to voter"},
+	    {"leader", "transfer", CLIENT_REQ_LEADER_TRANSFER, "is now the leader"},
+	};
+	struct client_req r = {.name = c->args[0]};
+	const char *done = "";
+	struct answer a;
+
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (strcmp(ops[i].name, c->cmd->name) == 0 &&
+		    strcmp(ops[i].sub, c->cmd->sub) == 0) {
+			r.type = ops[i].type;
+			done = ops[i].done;
+		}
+	}
+	if (strlen(c->args[0]) > CLIENT_PROTO_NAME_MAX)
+		return fail(c, "member names are at most %d bytes", CLIENT_PROTO_NAME_MAX);
+	if (r.type == CLIENT_REQ_MEMBER_ADD) {
+		r.peer_addr = c->args[1];
+		r.client_addr = c->client_addr ? c->client_addr : "";
+		r.learner = !c->voter;
+		if (strlen(r.peer_addr) > CLIENT_PROTO_ADDR_MAX ||
+		    strlen(r.client_addr) > CLIENT_PROTO_ADDR_MAX)
+			return fail(c, "addresses are at most %d bytes", CLIENT_PROTO_ADDR_MAX);
+		if (r.learner)
+			done = "added as a learner (promote it once it has caught up)";
+		else
+			done = "added as a voter";
+	}
+	if (ask(c, &r, &a))
+		return 1;
+	if (c->json)
+		printf("{\"member\": \"%s\", \"ok\": true}\n", c->args[0]);
+	else
+		printf("%s %s\n", c->args[0], done);
+	answer_free(&a);
+	return 0;
+}
+
+/* ---- get / put / del ---------------------------------------------------------------- */
+
+static void kv_print(const struct cli *c, const struct client_kv *kv, bool first)
+{
+	if (c->json) {
+		printf("%s\n    {\"key\": ", first ? "" : ",");
+		json_str(kv->key);
+		printf(", \"type\": \"%s\", \"mode\": %" PRIu32 ", \"create_revision\": %" PRIu64
+		       ", \"mod_revision\": %" PRIu64 ", \"version\": %" PRIu64 ", \"value\": ",
+		       type_name(kv->type), kv->mode, kv->create_rev, kv->mod_rev, kv->version);
+		base64(kv->value, kv->value_len);
+		putchar('}');
+		return;
+	}
+	/* Directories are implied by the keys under them. */
+	if (kv->type == STORE_DIR)
+		return;
+	printf("%s\n", kv->key);
+	fwrite(kv->value, 1, kv->value_len, stdout);
+	putchar('\n');
+}
+
+static int check_key(const struct cli *c, const char *key)
+{
+	if (key[0] != '/')
+		return fail(c, "keys are absolute paths (/%s)", key);
+	return 0;
+}
+
+static int run_get(struct cli *c)
+{
+	struct client_req r = {.type = CLIENT_REQ_GET,
+			       .key = c->args[0],
+			       .rev = c->rev,
+			       .flags = c->prefix ? CLIENT_GET_PREFIX : 0,
+			       .after = ""};
+	char after[CLIENT_PROTO_KEY_MAX + 1];
+	bool first = true;
+	struct answer a;
+
+	if (check_key(c, r.key))
+		return 1;
+	for (;;) {
+		if (ask(c, &r, &a))
+			return 1;
+		if (!c->prefix && !c->json) {
+			const struct client_kv *kv = &a.resp.kvs[0];
+
+			if (a.resp.nkvs != 1 || kv->type == STORE_DIR) {
+				answer_free(&a);
+				return fail(c, "%s (use --prefix to list it)",
+					    qfs_strerror(QFS_EISDIR));
+			}
+			fwrite(kv->value, 1, kv->value_len, stdout);
+			answer_free(&a);
+			return 0;
+		}
+		if (c->json && first)
+			printf("{\"revision\": %" PRIu64 ", \"kvs\": [", a.resp.revision);
+		for (size_t i = 0; i < a.resp.nkvs; i++, first = false)
+			kv_print(c, &a.resp.kvs[i], first);
+		if (!a.resp.more || a.resp.nkvs == 0)
+			break;
+		/* The next page, at the revision the first one was read at. */
+		snprintf(after, sizeof(after), "%s", a.resp.kvs[a.resp.nkvs - 1].key);
+		r.after = after;
+		r.rev = a.resp.revision;
+		answer_free(&a);
+	}
+	if (c->json) {
+		if (first)
+			printf("{\"revision\": %" PRIu64 ", \"kvs\": [", a.resp.revision);
+		printf("%s]}\n", first ? "" : "\n  ");
+	}
+	answer_free(&a);
+	return 0;
+}
+
+/* The whole of stdin, refusing more than any member could take. */
+static int read_stdin(const struct cli *c, uint8_t **out, size_t *len)
+{
+	size_t cap = 64 << 10, n = 0;
+	uint8_t *buf = malloc(cap);
+
+	while (buf) {
+		ssize_t got;
+
+		if (n == cap) {
+			uint8_t *grown;
+
+			if (cap > CLIENT_PROTO_MAX_PAYLOAD) {
+				free(buf);
+				return fail(c, "%s", qfs_strerror(QFS_EFBIG));
+			}
+			grown = realloc(buf, cap * 2);
+			if (!grown)
+				break;
+			buf = grown;
+			cap *= 2;
+		}
+		got = read(0, buf + n, cap - n);
+		if (got == 0) {
+			*out = buf;
+			*len = n;
+			return 0;
+		}
+		if (got < 0 && errno != EINTR) {
+			free(buf);
+			return fail(c, "reading stdin: %s", strerror(errno));
+		}
+		if (got > 0)
+			n += (size_t)got;
+	}
+	free(buf);
+	return fail(c, "out of memory reading stdin");
+}
+
+static int run_write(struct cli *c)
+{
+	bool put = strcmp(c->cmd->name, "put") == 0;
+	struct client_req r = {.type = put ? CLIENT_REQ_PUT : CLIENT_REQ_DEL, .key = c->args[0]};
+	uint8_t *stdin_value = NULL;
+	struct answer a;
+	int rv;
+
+	if (check_key(c, r.key))
+		return 1;
+	if (put && strcmp(c->args[1], "-") == 0) {
+		if (read_stdin(c, &stdin_value, &r.value_len))
+			return 1;
+		r.value = stdin_value;
+	} else if (put) {
+		r.value = (const uint8_t *)c->args[1];
+		r.value_len = strlen(c->args[1]);
+	}
+	r.flags = c->prefix ? CLIENT_DEL_PREFIX : 0;
+	rv = ask(c, &r, &a);
+	free(stdin_value);
+	if (rv)
+		return 1;
+	if (c->json)
+		printf("{\"revision\": %" PRIu64 "}\n", a.resp.revision);
+	else
+		printf("OK revision=%" PRIu64 "\n", a.resp.revision);
+	answer_free(&a);
+	return 0;
+}
+
+/* ---- command line -------------------------------------------------------------------- */
+
+static const struct command commands[] = {
+    {"status", NULL, 0, 0, "", "one line per member: role, term, indexes, revision, health",
+     run_status},
+    {"member", "list", 0, 0, "", "the members, voters and learners", run_member_list},
+    {"member", "add", 2, FL_LEARNER | FL_VOTER | FL_CLIENT, "NAME PEER_ADDR",
+     "add a member (as a learner unless --voter); start it with serve --join", run_member_change},
+    {"member", "remove", 1, 0, "NAME", "remove a member", run_member_change},
+    {"member", "promote", 1, 0, "NAME", "make a learner a voter", run_member_change},
+    {"leader", "transfer", 1, 0, "NAME", "hand leadership to another voter", run_member_change},
+    {"get", NULL, 1, FL_PREFIX | FL_REV, "KEY",
+     "print a value (raw), or with --prefix every key under KEY then its value", run_get},
+    {"put", NULL, 2, 0, "KEY VALUE", "set a value, creating parent dirs; VALUE - reads stdin",
+     run_write},
+    {"del", NULL, 1, FL_PREFIX, "KEY", "delete a key; --prefix: and everything under it",
+     run_write},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct {
+	unsigned flag;
+	const char *name, *help;
+} flag_help[] = {
+    {FL_PREFIX, "--prefix", "the key and its whole subtree"},
+    {FL_REV, "--rev N", "read at revision N (default: the latest)"},
+    {FL_LEARNER, "--learner", "add as a non-voting learner (the default)"},
+    {FL_VOTER, "--voter", "add as a learner, then promote at once"},
+    {FL_CLIENT, "--client ADDR", "the new member's --listen-client address"},
+};
+
+static void usage_global(FILE *out)
+{
+	fprintf(out, "  --%-22s %s\n", "endpoints A,B,...",
+		"client ports to ask (default " DEFAULT_ENDPOINT ")");
+	fprintf(out, "  --%-22s %s\n", "timeout-ms N", "give up after (default 6000)");
+	fprintf(out, "  -w %-22s %s\n", "json|simple", "output format (default simple)");
+}
+
+static void usage_command(const struct command *cmd)
+{
+	printf("usage: quorumfs %s%s%s %s [FLAGS]\n\n%s\n\nflags:\n", cmd->name,
+	       cmd->sub ? " " : "", cmd->sub ? cmd->sub : "", cmd->args_usage, cmd->help);
+	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++)
+		if (cmd->flags & flag_help[i].flag)
+			printf("  %-24s %s\n", flag_help[i].name, flag_help[i].help);
+	usage_global(stdout);
+}
+
+void cli_usage_commands(FILE *out)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%s%s%s %s", commands[i].name,
+			 commands[i].sub ? " " : "", commands[i].sub ? commands[i].sub : "",
+			 commands[i].args_usage);
+		fprintf(out, "  %-26s %s\n", name, commands[i].help);
+	}
+}
+
+bool cli_is_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static int usage_error(const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *what, const char *fmt, ...)
+{
+	char msg[ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "quorumfs: %s: %s (see quorumfs %s --help)\n", what, msg, what);
+	return 2;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno || *end ? -1 : 0;
+}
+
+static int split_endpoints(struct cli *c, const char *list)
+{
+	char *save = NULL;
+
+	free(c->endpoint_list);
+	c->endpoint_list = strdup(list);
+	c->nendpoints = 0;
+	if (!c->endpoint_list)
+		return -1;
+	for (char *t = strtok_r(c->endpoint_list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (c->nendpoints == MAX_ENDPOINTS)
+			return -1;
+		c->endpoints[c->nendpoints++] = t;
+	}
+	return c->nendpoints ? 0 : -1;
+}
+
+/* Parses flags and positional arguments after the command words. */
+static int parse_args(struct cli *c, int argc, char **argv, const char *what)
+{
+	const struct command *cmd = c->cmd;
+	int npos = 0;
+	bool flags_done = false;
+
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i], *value = NULL, *eq;
+		char name[32];
+		unsigned need = 0;
+
+		if (flags_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
+			if (npos >= cmd->nargs)
+				return usage_error(what, "unexpected argument '%s'", arg);
+			c->args[npos++] = arg;
+			continue;
+		}
+		if (strcmp(arg, "--") == 0) {
+			flags_done = true;
+			continue;
+		}
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			usage_command(cmd);
+			return 1;
+		}
+		eq = strchr(arg, '=');
+		snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg), arg);
+		if (eq)
+			value = eq + 1;
+		if (strcmp(name, "--prefix") == 0) {
+			need = FL_PREFIX;
+			c->prefix = true;
+		} else if (strcmp(name, "--learner") == 0) {
+			need = FL_LEARNER;
+			c->learner = true;
+		} else if (strcmp(name, "--voter") == 0) {
+			need = FL_VOTER;
+			c->voter = true;
+		} else if (strcmp(name, "--rev") == 0 || strcmp(name, "--client") == 0 ||
+			   strcmp(name, "--endpoints") == 0 || strcmp(name, "--timeout-ms") == 0 ||
+			   strcmp(name, "-w") == 0 || strcmp(name, "--write-out") == 0) {
+			if (!value && i + 1 >= argc)
+				return usage_error(what, "%s needs a value", name);
+			if (!value)
+				value = argv[++i];
+			if (strcmp(name, "--rev") == 0) {
+				need = FL_REV;
+				if (parse_u64(value, &c->rev) || c->rev == 0)
+					return usage_error(
+					    what, "--rev wants a revision >= 1, got '%s'", value);
+			} else if (strcmp(name, "--client") == 0) {
+				need = FL_CLIENT;
+				c->client_addr = value;
+			} else if (strcmp(name, "--endpoints") == 0) {
+				if (split_endpoints(c, value))
+					return usage_error(what,
+							   "--endpoints wants HOST:PORT,... "
+							   "(at most %d)",
+							   MAX_ENDPOINTS);
+			} else if (strcmp(name, "--timeout-ms") == 0) {
+				if (parse_u64(value, &c->timeout_ms) || c->timeout_ms == 0 ||
+				    c->timeout_ms > 24ull * 3600 * 1000)
+					return usage_error(what,
+							   "--timeout-ms wants milliseconds, "
+							   "got '%s'",
+							   value);
+			} else if (strcmp(value, "json") == 0) {
+				c->json = true;
+			} else if (strcmp(value, "simple") == 0) {
+				c->json = false;
+			} else {
+				return usage_error(what, "-w takes json or simple, got '%s'",
+						   value);
+			}
+		} else {
+			return usage_error(what, "unknown flag '%s'", name);
+		}
+		if (need && !(cmd->flags & need))
+			return usage_error(what, "%s does not apply here", name);
+		if (eq && !value)
+			return usage_error(what, "%s takes no value", name);
+		if (eq && (need & (FL_PREFIX | FL_LEARNER | FL_VOTER)))
+			return usage_error(what, "%s takes no value", name);
+	}
+	if (npos < cmd->nargs)
+		return usage_error(what, "missing %s", cmd->args_usage);
+	if (c->learner && c->voter)
+		return usage_error(what, "--learner and --voter exclude each other");
+	return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+	struct cli c = {.timeout_ms = DEFAULT_TIMEOUT_MS};
+	const char *sub = argc > 1 ? argv[1] : NULL;
+	char what[64];
+	int used = 1, rv;
+
+	for (size_t i = 0; i < NCOMMANDS && !c.cmd; i++) {
+		if (strcmp(commands[i].name, argv[0]) != 0)
+			continue;
+		if (!commands[i].sub) {
+			c.cmd = &commands[i];
+		} else if (sub && strcmp(commands[i].sub, sub) == 0) {
+			c.cmd = &commands[i];
+			used = 2;
+		}
+	}
+	if (!c.cmd) {
+		bool help = sub && (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0);
+
+		if (help) {
+			printf("usage:\n");
+			for (size_t i = 0; i < NCOMMANDS; i++)
+				if (strcmp(commands[i].name, argv[0]) == 0)
+					printf("  quorumfs %s %s %s\n", commands[i].name,
+					       commands[i].sub, commands[i].args_usage);
+			return 0;
+		}
+		if (sub)
+			fprintf(stderr,
+				"quorumfs: %s: unknown subcommand '%s' (see quorumfs %s --help)\n",
+				argv[0], sub, argv[0]);
+		else
+			fprintf(stderr,
+				"quorumfs: %s: missing a subcommand (see quorumfs %s --help)\n",
+				argv[0], argv[0]);
+		return 2;
+	}
+	snprintf(what, sizeof(what), "%s%s%s", c.cmd->name, c.cmd->sub ? " " : "",
+		 c.cmd->sub ? c.cmd->sub : "");
+	rv = parse_args(&c, argc - used, argv + used, what);
+	if (rv == 0 && !c.endpoint_list && split_endpoints(&c, DEFAULT_ENDPOINT))
+		rv = usage_error(what, "out of memory");
+	if (rv) {
+		free(c.endpoint_list);
+		return rv == 1 ? 0 : rv;
+	}
+	snprintf(c.what, sizeof(c.what), "%s%s%.100s", what, c.cmd->nargs ? " " : "",
+		 c.cmd->nargs ? c.args[0] : "");
+	rv = c.cmd->run(&c);
+	free(c.endpoint_list);
+	if (fflush(stdout) != 0 && rv == 0) {
+		fprintf(stderr, "quorumfs: %s: writing output: %s\n", c.what, strerror(errno));
+		rv = 1;
+	}
+	return rv;
+}
