@@ -81,9 +81,14 @@ static void finish(void *arg, int err, const struct store_result *res)
 			nodes_pending_commit(fs->nodes, cr->pending, kv.ino);
 	}
 	if (cr->reply == REPLY_FLUSH && err) {
+		/* close() reports it and nothing changed: the handle's changes
+		 * are abandoned (release must not commit them later) and a
+		 * never-committed name disappears now. */
 		pthread_mutex_lock(&cr->h->mu);
-		cr->h->dirty = cr->h->wrote = true; /* a later fsync/close tries again */
+		cr->h->dirty = cr->h->wrote = false;
 		pthread_mutex_unlock(&cr->h->mu);
+		if (cr->pending)
+			nodes_pending_drop(fs->nodes, cr->pending);
 	}
 	if (cr->reply == REPLY_RELEASE) {
 		if (err)
@@ -138,11 +143,8 @@ err:
 	if (pc)
 		free(pc->key);
 	free(pc);
-	if (cr->reply == REPLY_FLUSH) {
-		pthread_mutex_lock(&cr->h->mu);
-		cr->h->dirty = cr->h->wrote = true;
-		pthread_mutex_unlock(&cr->h->mu);
-	}
+	if (cr->reply == REPLY_FLUSH && cr->pending)
+		nodes_pending_drop(fs->nodes, cr->pending);
 	if (cr->reply == REPLY_RELEASE) {
 		LOG_WARN("commit at release failed: %s", qfs_strerror(rv));
 		fs_handle_free(fs, cr->h);

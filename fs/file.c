@@ -461,9 +461,8 @@ static void commit_handle(fuse_req_t req, struct handle *h, enum commit_reply re
 	return;
 err:
 	free(value);
-	pthread_mutex_lock(&h->mu);
-	h->dirty = h->wrote = true;
-	pthread_mutex_unlock(&h->mu);
+	if (reply == REPLY_FLUSH && (h->nodeid & NODE_PENDING_BIT))
+		nodes_pending_drop(fs->nodes, h->nodeid);
 done:
 	if (reply == REPLY_RELEASE) {
 		struct pending_info pi;
