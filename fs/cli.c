@@ -77,6 +77,23 @@ static void answer_free(struct answer *a)
 	a->payload = NULL;
 }
 
+static int split_endpoints(struct cli *c, const char *list)
+{
+	char *save = NULL;
+
+	free(c->endpoint_list);
+	c->endpoint_list = strdup(list);
+	c->nendpoints = 0;
+	if (!c->endpoint_list)
+		return -1;
+	for (char *t = strtok_r(c->endpoint_list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (c->nendpoints == MAX_ENDPOINTS)
+			return -1;
+		c->endpoints[c->nendpoints++] = t;
+	}
+	return c->nendpoints ? 0 : -1;
+}
+
 static int fail(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int fail(const struct cli *c, const char *fmt, ...)
@@ -332,6 +349,10 @@ static int request(const struct cli *c, const struct client_req *r, const char *
 	for (size_t i = 0; i < n; i++) {
 		const char *ep = only ? only : c->endpoints[i];
 
+		/* Out of time: the last attempt's error says more than a
+		 * timeout on an endpoint never tried. */
+		if (i > 0 && now_ms() >= deadline)
+			break;
 		for (;;) {
 			enum call_result cr = call_endpoint(ep, &frame, r->type, deadline, a, err);
 
@@ -537,44 +558,44 @@ static void row_print(const struct cli *c, const struct row *row, bool first)
 }
 
 /* With one endpoint, the rows of the other members come from its member
- * list: each is asked at its own client address. */
+ * list, in its order: each is asked at its own client address. */
 static size_t status_rows_from_members(const struct cli *c, struct row **rows)
 {
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
 	struct answer list;
 	struct row *out, *self = *rows;
+	bool self_listed = false;
 	char err[ERR_MAX];
-	size_t n = 1;
+	size_t n = 0;
 
-	if (request(c, &r, self->endpoint, &list, err) != 0 || list.resp.status != 0) {
+	if (request(c, &r, self->endpoint, &list, err) != 0)
+		return 1;
+	if (list.resp.status != 0 || !(out = calloc(list.resp.nmembers + 1, sizeof(*out)))) {
 		answer_free(&list);
 		return 1;
 	}
-	out = calloc(list.resp.nmembers + 1, sizeof(*out));
-	if (!out) {
-		answer_free(&list);
-		return 1;
-	}
-	out[0] = *self;
-	n = 1;
 	for (size_t i = 0; i < list.resp.nmembers; i++) {
 		const struct client_member *m = &list.resp.members[i];
-		struct row *row = &out[n];
+		struct row *row = &out[n++];
 
-		if (strcmp(m->name, self->name) == 0)
+		if (strcmp(m->name, self->name) == 0) {
+			*row = *self;
+			self_listed = true;
 			continue;
-		n++;
-		snprintf(row->name, sizeof(row->name), "%s", m->name);
+		}
 		snprintf(row->endpoint, sizeof(row->endpoint), "%s", m->client_addr);
 		if (!m->client_addr[0]) {
 			row->health = "unknown";
 			snprintf(row->err, ERR_MAX, "no client address (--listen-client)");
-			continue;
+		} else {
+			row_query(c, row);
 		}
-		row_query(c, row);
-		/* The name the member list knows it by, whatever it answers. */
+		/* The name the member list knows it by, whatever answered. */
 		snprintf(row->name, sizeof(row->name), "%s", m->name);
 	}
+	/* A member just removed still answers for itself. */
+	if (!self_listed)
+		out[n++] = *self;
 	answer_free(&list);
 	free(*rows);
 	*rows = out;
@@ -692,12 +713,44 @@ static int run_member_change(struct cli *c)
 	}
 	if (ask(c, &r, &a))
 		return 1;
-	if (c->json)
-		printf("{\"member\": \"%s\", \"ok\": true}\n", c->args[0]);
-	else
+	if (c->json) {
+		printf("{\"member\": ");
+		json_str(c->args[0]);
+		printf(", \"ok\": true}\n");
+	} else
 		printf("%s %s\n", c->args[0], done);
 	answer_free(&a);
 	return 0;
+}
+
+int cli_member_add_learner(const char *endpoints, const char *name, const char *peer_addr,
+			   const char *client_addr, uint64_t timeout_ms, char *err, size_t errlen)
+{
+	struct cli c = {.timeout_ms = timeout_ms};
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_ADD,
+			       .name = name,
+			       .peer_addr = peer_addr,
+			       .client_addr = client_addr ? client_addr : "",
+			       .learner = true};
+	char e[ERR_MAX];
+	struct answer a;
+	int rv;
+
+	if (split_endpoints(&c, endpoints)) {
+		snprintf(err, errlen, "bad endpoint list '%s'", endpoints);
+		free(c.endpoint_list);
+		return QFS_EINVAL;
+	}
+	if (request(&c, &r, NULL, &a, e) != 0) {
+		snprintf(err, errlen, "%s", e);
+		rv = QFS_EIO;
+	} else {
+		rv = a.resp.status;
+		snprintf(err, errlen, "%s", rv ? a.resp.msg : "");
+		answer_free(&a);
+	}
+	free(c.endpoint_list);
+	return rv;
 }
 
 /* ---- get / put / del ---------------------------------------------------------------- */
@@ -705,7 +758,7 @@ static int run_member_change(struct cli *c)
 static void kv_print(const struct cli *c, const struct client_kv *kv, bool first)
 {
 	if (c->json) {
-		printf("%s\n    {\"key\": ", first ? "" : ",");
+		printf("%s\n  {\"key\": ", first ? "" : ",");
 		json_str(kv->key);
 		printf(", \"type\": \"%s\", \"mode\": %" PRIu32 ", \"create_revision\": %" PRIu64
 		       ", \"mod_revision\": %" PRIu64 ", \"version\": %" PRIu64 ", \"value\": ",
@@ -772,7 +825,7 @@ static int run_get(struct cli *c)
 	if (c->json) {
 		if (first)
 			printf("{\"revision\": %" PRIu64 ", \"kvs\": [", a.resp.revision);
-		printf("%s]}\n", first ? "" : "\n  ");
+		printf("%s]}\n", first ? "" : "\n");
 	}
 	answer_free(&a);
 	return 0;
@@ -941,23 +994,6 @@ static int parse_u64(const char *s, uint64_t *out)
 	errno = 0;
 	*out = strtoull(s, &end, 10);
 	return errno || *end ? -1 : 0;
-}
-
-static int split_endpoints(struct cli *c, const char *list)
-{
-	char *save = NULL;
-
-	free(c->endpoint_list);
-	c->endpoint_list = strdup(list);
-	c->nendpoints = 0;
-	if (!c->endpoint_list)
-		return -1;
-	for (char *t = strtok_r(c->endpoint_list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (c->nendpoints == MAX_ENDPOINTS)
-			return -1;
-		c->endpoints[c->nendpoints++] = t;
-	}
-	return c->nendpoints ? 0 : -1;
 }
 
 /* Parses flags and positional arguments after the command words. */

@@ -8,6 +8,8 @@
 #define QFS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Whether argv[1] of `quorumfs` names one of these commands. */
@@ -15,6 +17,17 @@ bool cli_is_command(const char *name);
 
 /* Runs a command; argv[0] is its name. Returns the process exit status. */
 int cli_main(int argc, char **argv);
+
+/*
+ * For `serve --join`: asks the cluster at endpoints ("HOST:PORT,...", client
+ * ports) to add a learner, following NOTLEADER to the leader. Blocks up to
+ * timeout_ms; call before the member's loop runs. Returns 0, the member's
+ * refusal (QFS_EEXIST: a member of that name is already there, as after a
+ * restart; QFS_EBUSY, QFS_ETIMEDOUT, ...) or QFS_EIO when no member answered,
+ * with one line of explanation in err (NUL-terminated, "" on success).
+ */
+int cli_member_add_learner(const char *endpoints, const char *name, const char *peer_addr,
+			   const char *client_addr, uint64_t timeout_ms, char *err, size_t errlen);
 
 /* One line per command, for `quorumfs --help`. */
 void cli_usage_commands(FILE *out);
