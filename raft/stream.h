@@ -66,10 +66,11 @@ struct qfs_stream {
 
 /* Makes streams: one factory per kind (plain TCP, TLS with its context). */
 struct qfs_stream_factory {
-	/* Starts an outbound connection; on 0, *out is the (connecting)
-	 * stream and cb will run once. */
-	int (*connect)(void *ctx, uv_loop_t *loop, const struct sockaddr *addr,
-		       qfs_stream_connect_cb cb, void *arg, struct qfs_stream **out);
+	/* Starts an outbound connection from local (NULL: any address) to
+	 * addr; on 0, *out is the (connecting) stream and cb will run once. */
+	int (*connect)(void *ctx, uv_loop_t *loop, const struct sockaddr *local,
+		       const struct sockaddr *addr, qfs_stream_connect_cb cb, void *arg,
+		       struct qfs_stream **out);
 	/* Accepts one pending connection of a listening uv_tcp_t. */
 	int (*accept)(void *ctx, uv_stream_t *server, struct qfs_stream **out);
 	void *ctx; /* borrowed; outlives every stream it made */

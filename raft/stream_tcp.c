@@ -186,8 +186,9 @@ static void on_connect(uv_connect_t *req, int status)
 	ts->connect_cb(&ts->base, ts->connect_arg, err);
 }
 
-static int tcp_connect(void *ctx, uv_loop_t *loop, const struct sockaddr *addr,
-		       qfs_stream_connect_cb cb, void *arg, struct qfs_stream **out)
+static int tcp_connect(void *ctx, uv_loop_t *loop, const struct sockaddr *local,
+		       const struct sockaddr *addr, qfs_stream_connect_cb cb, void *arg,
+		       struct qfs_stream **out)
 {
 	struct tcp_stream *ts = tcp_new(loop);
 
@@ -197,7 +198,8 @@ static int tcp_connect(void *ctx, uv_loop_t *loop, const struct sockaddr *addr,
 	ts->connect_cb = cb;
 	ts->connect_arg = arg;
 	ts->connect_req.data = ts;
-	if (uv_tcp_connect(&ts->connect_req, &ts->tcp, addr, on_connect) != 0) {
+	if ((local && uv_tcp_bind(&ts->tcp, local, 0) != 0) ||
+	    uv_tcp_connect(&ts->connect_req, &ts->tcp, addr, on_connect) != 0) {
 		/* Nothing pending: closing runs no callback but on_close. */
 		uv_close((uv_handle_t *)&ts->tcp, on_close);
 		return QFS_EIO;

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,10 @@ struct transport {
 	uv_loop_t *loop;
 	struct transport_config cfg; /* listen_addr not kept */
 	uv_tcp_t listener;
+	/* Outbound connections leave from the listen IP (not its port), so
+	 * each member's traffic carries its own address even on loopback. */
+	struct sockaddr_storage local;
+	bool has_local;
 	uv_timer_t sweep;
 	struct peer *peers;
 	struct conn *conns;
@@ -489,7 +494,8 @@ static void peer_connect(struct peer *p)
 		goto fail;
 	c->peer = p;
 	snprintf(c->name, sizeof(c->name), "%s", p->addr_name);
-	rv = f->connect(f->ctx, t->loop, (const struct sockaddr *)&p->addr, on_connected, c, &c->s);
+	rv = f->connect(f->ctx, t->loop, t->has_local ? (const struct sockaddr *)&t->local : NULL,
+			(const struct sockaddr *)&p->addr, on_connected, c, &c->s);
 	if (rv)
 		goto fail_conn;
 	conn_link(c);
@@ -780,6 +786,18 @@ int transport_create(uv_loop_t *loop, const struct transport_config *cfg, struct
 		return rv;
 	}
 	t->rng = uv_hrtime() ^ (t->cfg.self_id * 0x9e3779b97f4a7c15ULL);
+	t->local = ss;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&t->local;
+
+		in->sin_port = 0;
+		t->has_local = in->sin_addr.s_addr != htonl(INADDR_ANY);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&t->local;
+
+		in6->sin6_port = 0;
+		t->has_local = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+	}
 	if (uv_tcp_init(loop, &t->listener) != 0) {
 		free(t);
 		return QFS_EIO;
