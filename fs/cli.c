@@ -937,7 +937,7 @@ static void usage_global(FILE *out)
 	fprintf(out, "  --%-22s %s\n", "endpoints A,B,...",
 		"client ports to ask (default " DEFAULT_ENDPOINT ")");
 	fprintf(out, "  --%-22s %s\n", "timeout-ms N", "give up after (default 6000)");
-	fprintf(out, "  -w %-22s %s\n", "json|simple", "output format (default simple)");
+	fprintf(out, "  -w %-21s %s\n", "json|simple", "output format (default simple)");
 }
 
 static void usage_command(const struct command *cmd)

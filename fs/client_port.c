@@ -202,6 +202,23 @@ static void respond_err(struct conn *c, uint8_t type, int err)
 	respond_err_msg(c, type, err, msg);
 }
 
+/* A key store_key_check() refused, or the root given to DEL. */
+static void respond_bad_key(struct conn *c, uint8_t type, int err)
+{
+	const char *msg = qfs_strerror(err);
+
+	if (err == QFS_EINVAL)
+		msg = "bad key: an absolute path without empty, '.' or '..' components or a "
+		      "trailing '/'";
+	else if (err == QFS_ENAMETOOLONG)
+		msg = "key too long (a component over 255 bytes or the key over 4096)";
+	else if (err == QFS_EPERM && type == CLIENT_REQ_DEL)
+		msg = "the root directory cannot be deleted";
+	else if (err == QFS_EPERM)
+		msg = "keys under " STORE_RESERVED_PREFIX " are reserved";
+	respond_err_msg(c, type, err, msg);
+}
+
 /* ---- STATUS, MEMBER_LIST -------------------------------------------------------- */
 
 static void handle_status(struct conn *c)
@@ -484,6 +501,11 @@ static void handle_get(struct conn *c, const struct client_req *r)
 	op->key = strdup(r->key);
 	op->after = strdup(r->after);
 	rv = op->key && op->after ? store_key_check(r->key) : QFS_ENOMEM;
+	if (rv && rv != QFS_ENOMEM) {
+		respond_bad_key(c, r->type, rv);
+		op_free(op);
+		return;
+	}
 	if (!rv)
 		rv = server_read_barrier(c->port->srv, on_read_ready, op);
 	if (rv) {
@@ -523,7 +545,13 @@ static void handle_write(struct conn *c, const struct client_req *r)
 
 	/* Fail what the store would refuse before it costs a log entry. */
 	rv = store_key_check(r->key);
-	if (!rv && r->type == CLIENT_REQ_PUT && cfg->max_value_bytes &&
+	if (!rv && r->type == CLIENT_REQ_DEL && strcmp(r->key, "/") == 0)
+		rv = QFS_EPERM;
+	if (rv) {
+		respond_bad_key(c, r->type, rv);
+		return;
+	}
+	if (r->type == CLIENT_REQ_PUT && cfg->max_value_bytes &&
 	    r->value_len > cfg->max_value_bytes)
 		rv = QFS_EFBIG;
 	if (rv) {
