@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# `make run`: a local demo. Starts the members on loopback, each with its own
+# `make run`: a local demo cluster. Starts three members on loopback (each on
+# its own address 127.0.0.N, so they can be told apart), each with its own
 # data dir under ./data and mount under ./mnt, and stops them all (finishing
 # in-flight writes and unmounting) on Ctrl-C.
-#
-# Until replication lands this is one member, n1, mounted at ./mnt/n1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-members=(n1)
+members=(n1 n2 n3)
+cluster=n1=127.0.0.1:23801,n2=127.0.0.2:23802,n3=127.0.0.3:23803
 pids=()
 
 stop() {
@@ -20,9 +20,11 @@ stop() {
 trap stop INT TERM EXIT
 
 for m in "${members[@]}"; do
+	n=${m#n}
 	mkdir -p "mnt/$m" "data/$m"
 	bin/quorumfs serve --name "$m" --data-dir "data/$m" --mount "mnt/$m" \
-		2>>"data/$m/quorumfs.log" &
+		--listen-peer "127.0.0.$n:2380$n" --listen-client "127.0.0.$n:2379$n" \
+		--initial-cluster "$cluster" 2>>"data/$m/quorumfs.log" &
 	pids+=($!)
 done
 for m in "${members[@]}"; do
@@ -38,13 +40,15 @@ for m in "${members[@]}"; do
 done
 
 cat <<MSG
-quorumfs is running: ${members[*]}, mounted at ./mnt/${members[0]} (logs: data/NAME/quorumfs.log)
+quorumfs is running: ${members[*]}, mounted at ./mnt/n1 ./mnt/n2 ./mnt/n3
+(logs: data/NAME/quorumfs.log; clients: 127.0.0.1:23791 127.0.0.2:23792 127.0.0.3:23793)
 
-  echo 10.0.0.5 > mnt/n1/db-host          # one write, one revision
-  cat mnt/n1/db-host
-  mkdir -p mnt/n1/config/web && echo 8080 > mnt/n1/config/web/port
-  getfattr -d -m - mnt/n1/db-host          # revision, version, create_revision
-  cat mnt/n1/.quorumfs/status              # JSON: name, role, revision, ...
+  echo 10.0.0.5 > mnt/n1/db-host          # one write, one revision, on a quorum
+  cat mnt/n3/db-host                       # every member sees it at once
+  mkdir -p mnt/n2/config/web && echo 8080 > mnt/n2/config/web/port
+  getfattr -d -m - mnt/n3/db-host          # revision, version, create_revision
+  cat mnt/n1/.quorumfs/status              # JSON: name, role, leader, term, revision, ...
+  cat mnt/n1/.quorumfs/members             # name, id, role, addresses
   ls mnt/n1/.quorumfs/rev/                 # past revisions, read-only
 
 Press Ctrl-C to stop.
