@@ -753,6 +753,37 @@ int cli_member_add_learner(const char *endpoints, const char *name, const char *
 	return rv;
 }
 
+int cli_member_peers(const char *endpoints, uint64_t timeout_ms,
+		     void (*cb)(void *arg, uint64_t id, const char *name, const char *peer,
+				const char *client),
+		     void *arg, char *err, size_t errlen)
+{
+	struct cli c = {.timeout_ms = timeout_ms};
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
+	char e[ERR_MAX];
+	struct answer a;
+	int rv;
+
+	if (split_endpoints(&c, endpoints)) {
+		snprintf(err, errlen, "bad endpoint list '%s'", endpoints);
+		free(c.endpoint_list);
+		return QFS_EINVAL;
+	}
+	if (request(&c, &r, NULL, &a, e) != 0) {
+		snprintf(err, errlen, "%s", e);
+		rv = QFS_EIO;
+	} else {
+		rv = a.resp.status;
+		snprintf(err, errlen, "%s", rv ? a.resp.msg : "");
+		for (size_t i = 0; rv == 0 && i < a.resp.nmembers; i++)
+			cb(arg, a.resp.members[i].id, a.resp.members[i].name,
+			   a.resp.members[i].peer_addr, a.resp.members[i].client_addr);
+		answer_free(&a);
+	}
+	free(c.endpoint_list);
+	return rv;
+}
+
 /* ---- get / put / del ---------------------------------------------------------------- */
 
 static void kv_print(const struct cli *c, const struct client_kv *kv, bool first)

@@ -29,6 +29,14 @@ int cli_main(int argc, char **argv);
 int cli_member_add_learner(const char *endpoints, const char *name, const char *peer_addr,
 			   const char *client_addr, uint64_t timeout_ms, char *err, size_t errlen);
 
+/* For `serve --join`: calls cb for each member of the cluster at endpoints
+ * (MEMBER_LIST), so a joining member knows where its peers are before its
+ * log tells it. Same returns as cli_member_add_learner(). */
+int cli_member_peers(const char *endpoints, uint64_t timeout_ms,
+		     void (*cb)(void *arg, uint64_t id, const char *name, const char *peer,
+				const char *client),
+		     void *arg, char *err, size_t errlen);
+
 /* One line per command, for `quorumfs --help`. */
 void cli_usage_commands(FILE *out);
 

@@ -33,6 +33,7 @@
 #include "../store/snapfile.h"
 #include "../store/wal.h"
 #include "book.h"
+#include "cli.h"
 #include "server.h"
 #include "syncer.h"
 
@@ -238,18 +239,16 @@ static void refresh_view(struct server *srv)
 	pthread_mutex_unlock(&srv->mu);
 }
 
-/* Peers to connect to: every member in the configuration with an address. */
+/* Peers to connect to: every other member in the book with an address
+ * (removals take members out of the book). */
 static void sync_peers(struct server *srv)
 {
-	struct raft_status st;
-
 	if (!srv->transport)
 		return;
-	raft_status_get(srv->raft, &st);
-	for (uint32_t i = 0; i < st.members.n; i++) {
-		const struct book_entry *b = book_find(&srv->book, st.members.m[i].id);
+	for (size_t i = 0; i < srv->book.n; i++) {
+		const struct book_entry *b = &srv->book.e[i];
 
-		if (st.members.m[i].id != srv->member_id && b && b->peer[0])
+		if (b->id != srv->member_id && b->peer[0])
 			transport_peer_add(srv->transport, b->id, b->peer); /* EEXIST: known */
 	}
 }
@@ -1092,6 +1091,42 @@ static int initial_members(struct server *srv, struct raft_members *m)
 	return rv;
 }
 
+/* Where the members are, until the log and snapshots say so. */
+static void seed_peer(void *arg, uint64_t id, const char *name, const char *peer,
+		      const char *client)
+{
+	struct server *srv = arg;
+
+	book_set(&srv->book, id, name, peer, client);
+}
+
+/* --join: ask the cluster to add this (empty) member as a learner; the
+ * leader then sends it everything. Already a member (a restart before the
+ * first entry arrived): carry on. */
+static int join(struct server *srv)
+{
+	char err[512];
+	int rv = cli_member_add_learner(srv->cfg->join, srv->cfg->name, srv->cfg->listen_peer,
+					srv->cfg->listen_client ? srv->cfg->listen_client : "",
+					srv->cfg->request_timeout_ms * 2, err, sizeof(err));
+
+	if (rv == QFS_EEXIST) {
+		LOG_INFO("--join: %s is a member already", srv->cfg->name);
+	} else if (rv) {
+		fprintf(stderr, "quorumfs: --join %s: %s\n", srv->cfg->join,
+			err[0] ? err : qfs_strerror(rv));
+		return rv;
+	} else {
+		LOG_INFO("--join: added to the cluster at %s as a learner", srv->cfg->join);
+	}
+	rv = cli_member_peers(srv->cfg->join, srv->cfg->request_timeout_ms, seed_peer, srv, err,
+			      sizeof(err));
+	if (rv)
+		fprintf(stderr, "quorumfs: --join %s: cannot list the members: %s\n",
+			srv->cfg->join, err[0] ? err : qfs_strerror(rv));
+	return rv;
+}
+
 static void raft_opts(struct server *srv, struct raft_options *o)
 {
 	raft_options_default(o, srv->member_id);
@@ -1157,6 +1192,8 @@ static int recover(struct server *srv)
 	if (fresh && !srv->cfg->join) {
 		if ((rv = initial_members(srv, &init)) || (rv = raft_bootstrap(srv->raft, &init)))
 			goto out;
+	} else if (fresh && (rv = join(srv))) {
+		goto out;
 	} else if (fresh || !book_find(&srv->book, srv->member_id)) {
 		initial_members(srv, &init); /* addresses to reach peers until published */
 	}
