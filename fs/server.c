@@ -38,6 +38,7 @@
 #include "syncer.h"
 
 #define FRAME_RAFT 1
+#define FRAME_REMOVED 2 /* "you are no longer a member": sent once, then the link goes */
 #define IMAGE_VERSION 1
 
 enum work_kind { WORK_PROPOSE, WORK_READ };
@@ -111,6 +112,11 @@ struct server {
 	struct qbuf snapshot_image;
 	uint64_t snapshot_image_index, snapshot_image_term;
 	int snapshot_result;
+
+	struct { /* removed members whose link stays up until the notice went out */
+		uint64_t id, at;
+	} removals[BOOK_MAX];
+	size_t nremovals;
 
 	bool compact_pending;
 	bool stopped;
@@ -306,8 +312,14 @@ static void apply_conf(struct server *srv, const struct raft_entry *e)
 			 : c.op == RAFT_CONF_PROMOTE   ? "promoted"
 						       : "removed",
 			 (unsigned long long)c.id);
-	if (c.op == RAFT_CONF_REMOVE && srv->transport && c.id != srv->member_id)
-		transport_peer_remove(srv->transport, c.id);
+	if (c.op == RAFT_CONF_REMOVE && srv->transport && c.id != srv->member_id &&
+	    srv->nremovals < BOOK_MAX) {
+		/* The leader stops replicating to a removed member, so it would
+		 * never see its own removal: tell it, then drop the link. */
+		transport_send(srv->transport, c.id, FRAME_REMOVED, "", 0);
+		srv->removals[srv->nremovals].id = c.id;
+		srv->removals[srv->nremovals++].at = now_ms(srv) + 2 * srv->cfg->election_ms;
+	}
 	sync_peers(srv);
 	if (c.op)
 		complete_member_ops(srv, ops[c.op], c.id, 0);
@@ -651,6 +663,12 @@ static void on_frame(void *arg, uint64_t from, uint8_t type, const uint8_t *p, s
 	struct server *srv = arg;
 	struct raft_msg m;
 
+	if (type == FRAME_REMOVED && book_find(&srv->book, from)) {
+		LOG_WARN("member %llx says this member was removed from the cluster; stopping",
+			 (unsigned long long)from);
+		server_shutdown(srv);
+		return;
+	}
 	if (type != FRAME_RAFT || raft_msg_decode(p, len, &m) != 0) {
 		LOG_WARN("malformed Raft message from %llx dropped", (unsigned long long)from);
 		return;
@@ -776,9 +794,23 @@ static void expire(struct server *srv)
 	}
 }
 
+static void drop_removed_links(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nremovals;) {
+		if (now_ms(srv) < srv->removals[i].at) {
+			i++;
+			continue;
+		}
+		transport_peer_remove(srv->transport, srv->removals[i].id);
+		srv->removals[i] = srv->removals[--srv->nremovals];
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct server *srv = t->data;
+
+	drop_removed_links(srv);
 
 	raft_tick(srv->raft);
 	expire(srv);
