@@ -723,17 +723,14 @@ static int run_member_change(struct cli *c)
 	return 0;
 }
 
-int cli_member_add_learner(const char *endpoints, const char *name, const char *peer_addr,
-			   const char *client_addr, uint64_t timeout_ms, char *err, size_t errlen)
+/* One request for the daemon itself (serve --join): the status, with the
+ * member's message or a connection error in err. On 0, *a holds the answer
+ * (answer_free). */
+static int daemon_request(const char *endpoints, uint64_t timeout_ms, const struct client_req *r,
+			  struct answer *a, char *err, size_t errlen)
 {
 	struct cli c = {.timeout_ms = timeout_ms};
-	struct client_req r = {.type = CLIENT_REQ_MEMBER_ADD,
-			       .name = name,
-			       .peer_addr = peer_addr,
-			       .client_addr = client_addr ? client_addr : "",
-			       .learner = true};
 	char e[ERR_MAX];
-	struct answer a;
 	int rv;
 
 	if (split_endpoints(&c, endpoints)) {
@@ -741,15 +738,32 @@ int cli_member_add_learner(const char *endpoints, const char *name, const char *
 		free(c.endpoint_list);
 		return QFS_EINVAL;
 	}
-	if (request(&c, &r, NULL, &a, e) != 0) {
+	if (request(&c, r, NULL, a, e) != 0) {
 		snprintf(err, errlen, "%s", e);
 		rv = QFS_EIO;
 	} else {
-		rv = a.resp.status;
-		snprintf(err, errlen, "%s", rv ? a.resp.msg : "");
-		answer_free(&a);
+		rv = a->resp.status;
+		snprintf(err, errlen, "%s", rv ? a->resp.msg : "");
+		if (rv)
+			answer_free(a);
 	}
 	free(c.endpoint_list);
+	return rv;
+}
+
+int cli_member_add_learner(const char *endpoints, const char *name, const char *peer_addr,
+			   const char *client_addr, uint64_t timeout_ms, char *err, size_t errlen)
+{
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_ADD,
+			       .name = name,
+			       .peer_addr = peer_addr,
+			       .client_addr = client_addr ? client_addr : "",
+			       .learner = true};
+	struct answer a;
+	int rv = daemon_request(endpoints, timeout_ms, &r, &a, err, errlen);
+
+	if (rv == 0)
+		answer_free(&a);
 	return rv;
 }
 
@@ -758,30 +772,17 @@ int cli_member_peers(const char *endpoints, uint64_t timeout_ms,
 				const char *client),
 		     void *arg, char *err, size_t errlen)
 {
-	struct cli c = {.timeout_ms = timeout_ms};
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
-	char e[ERR_MAX];
 	struct answer a;
-	int rv;
+	int rv = daemon_request(endpoints, timeout_ms, &r, &a, err, errlen);
 
-	if (split_endpoints(&c, endpoints)) {
-		snprintf(err, errlen, "bad endpoint list '%s'", endpoints);
-		free(c.endpoint_list);
-		return QFS_EINVAL;
-	}
-	if (request(&c, &r, NULL, &a, e) != 0) {
-		snprintf(err, errlen, "%s", e);
-		rv = QFS_EIO;
-	} else {
-		rv = a.resp.status;
-		snprintf(err, errlen, "%s", rv ? a.resp.msg : "");
-		for (size_t i = 0; rv == 0 && i < a.resp.nmembers; i++)
-			cb(arg, a.resp.members[i].id, a.resp.members[i].name,
-			   a.resp.members[i].peer_addr, a.resp.members[i].client_addr);
-		answer_free(&a);
-	}
-	free(c.endpoint_list);
-	return rv;
+	if (rv)
+		return rv;
+	for (size_t i = 0; i < a.resp.nmembers; i++)
+		cb(arg, a.resp.members[i].id, a.resp.members[i].name, a.resp.members[i].peer_addr,
+		   a.resp.members[i].client_addr);
+	answer_free(&a);
+	return 0;
 }
 
 /* ---- get / put / del ---------------------------------------------------------------- */

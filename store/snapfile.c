@@ -21,6 +21,7 @@
 #include "../common/codec.h"
 #include "../common/errors.h"
 #include "../common/log.h"
+#include "fileio.h"
 #include "snapfile.h"
 
 #define MAGIC "QFSSNAP1"
@@ -34,31 +35,6 @@ struct snapname {
 	uint64_t index, term;
 	char name[NAME_LEN + 1];
 };
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *errmsg, size_t errlen,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errmsg || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errmsg, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static char *path_join(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *p = malloc(la + lb + 2);
-
-	if (!p)
-		return NULL;
-	memcpy(p, a, la);
-	p[la] = '/';
-	memcpy(p + la + 1, b, lb + 1);
-	return p;
-}
 
 static int parse_hex16(const char *s, uint64_t *out)
 {
@@ -98,39 +74,6 @@ static int cmp_newest_first(const void *a, const void *b)
 		return x->index > y->index ? -1 : 1;
 	if (x->term != y->term)
 		return x->term > y->term ? -1 : 1;
-	return 0;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -1;
-	if (fsync(fd) != 0)
-		rc = -1;
-	close(fd);
-	return rc;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (k == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
 	return 0;
 }
 
@@ -204,7 +147,7 @@ static int list_snapshots(const char *snapdir, int remove_tmp, struct snapname *
 		goto cleanup;
 	}
 	if (removed)
-		fsync_dir(snapdir); /* tidiness only: a tmp file coming back is harmless */
+		fileio_fsync_dir(snapdir); /* tidiness only: a tmp file coming back is harmless */
 	if (len > 1)
 		qsort(v, len, sizeof(*v), cmp_newest_first);
 	*out = v;
@@ -230,7 +173,7 @@ static int prune(const char *snapdir, int keep)
 	if (rc)
 		return rc == QFS_ENOENT ? QFS_EIO : rc;
 	for (size_t i = (size_t)keep; i < n; i++) {
-		char *path = path_join(snapdir, v[i].name);
+		char *path = fileio_path_join(snapdir, v[i].name);
 
 		if (!path) {
 			rc = QFS_ENOMEM;
@@ -244,7 +187,7 @@ static int prune(const char *snapdir, int keep)
 		}
 		free(path);
 	}
-	if (removed && fsync_dir(snapdir) != 0) {
+	if (removed && fileio_fsync_dir(snapdir) != 0) {
 		LOG_ERROR("snapfile: %s: fsync: %s", snapdir, strerror(errno));
 		rc = QFS_EIO;
 	}
@@ -264,11 +207,11 @@ int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t
 
 	if ((uint64_t)len > RAW_MAX || (len && !data))
 		return QFS_EINVAL;
-	snapdir = path_join(dir, "snap");
+	snapdir = fileio_path_join(dir, "snap");
 	if (!snapdir)
 		return QFS_ENOMEM;
 	if (mkdir(snapdir, 0700) == 0) {
-		if (fsync_dir(dir) != 0) {
+		if (fileio_fsync_dir(dir) != 0) {
 			LOG_ERROR("snapfile: %s: fsync: %s", dir, strerror(errno));
 			rc = QFS_EIO;
 			goto cleanup_snapdir;
@@ -299,8 +242,8 @@ int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t
 	qfs_le32_put(buf + 44, (uint32_t)crc32(0, buf, HEADER_CRC_COVERS));
 
 	snprintf(name, sizeof(name), "%016" PRIx64 "-%016" PRIx64 ".snap", index, term);
-	tmp = path_join(snapdir, TMP_PREFIX "XXXXXX");
-	final = path_join(snapdir, name);
+	tmp = fileio_path_join(snapdir, TMP_PREFIX "XXXXXX");
+	final = fileio_path_join(snapdir, name);
 	if (!tmp || !final) {
 		rc = QFS_ENOMEM;
 		goto cleanup_names;
@@ -311,7 +254,7 @@ int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t
 		rc = QFS_EIO;
 		goto cleanup_names;
 	}
-	if (write_all(fd, buf, HEADER_BYTES + clen) != 0 || fsync(fd) != 0) {
+	if (fileio_write_all(fd, buf, HEADER_BYTES + clen) != 0 || fsync(fd) != 0) {
 		LOG_ERROR("snapfile: %s: write: %s", tmp, strerror(errno));
 		rc = QFS_EIO;
 		goto cleanup_tmp;
@@ -329,7 +272,7 @@ int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t
 		goto cleanup_tmp;
 	}
 	/* Only once the rename is durable may the caller compact the WAL. */
-	if (fsync_dir(snapdir) != 0) {
+	if (fileio_fsync_dir(snapdir) != 0) {
 		LOG_ERROR("snapfile: %s: fsync: %s", snapdir, strerror(errno));
 		rc = QFS_EIO;
 		goto cleanup_names;
@@ -367,13 +310,13 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		set_err(errmsg, errlen, "snapfile: %s: open: %s", path, strerror(errno));
+		fileio_set_err(errmsg, errlen, "snapfile: %s: open: %s", path, strerror(errno));
 		rc = QFS_EIO;
 		goto cleanup_fd;
 	}
 	size = (uint64_t)st.st_size;
 	if (size < HEADER_BYTES) {
-		set_err(errmsg, errlen,
+		fileio_set_err(errmsg, errlen,
 			"snapfile: %s: file is %" PRIu64 " bytes, shorter than the %u-byte header",
 			path, size, HEADER_BYTES);
 		rc = QFS_ECORRUPT;
@@ -382,17 +325,17 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 	if (read_full(fd, h, HEADER_BYTES, 0) != 0)
 		goto read_error;
 	if (memcmp(h, MAGIC, 8) != 0) {
-		set_err(errmsg, errlen, "snapfile: %s: bad magic (not a quorumfs snapshot)", path);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: bad magic (not a quorumfs snapshot)", path);
 		rc = QFS_ECORRUPT;
 		goto cleanup_fd;
 	}
 	if ((uint32_t)crc32(0, h, HEADER_CRC_COVERS) != qfs_le32_get(h + 44)) {
-		set_err(errmsg, errlen, "snapfile: %s: bad header CRC", path);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: bad header CRC", path);
 		rc = QFS_ECORRUPT;
 		goto cleanup_fd;
 	}
 	if (qfs_le64_get(h + 8) != sn->index || qfs_le64_get(h + 16) != sn->term) {
-		set_err(errmsg, errlen,
+		fileio_set_err(errmsg, errlen,
 			"snapfile: %s: header says index %" PRIu64 " term %" PRIu64
 			", not what the file name says",
 			path, qfs_le64_get(h + 8), qfs_le64_get(h + 16));
@@ -402,14 +345,14 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 	raw_len = qfs_le64_get(h + 24);
 	comp_len = qfs_le64_get(h + 32);
 	if (raw_len > RAW_MAX || raw_len >= SIZE_MAX) {
-		set_err(errmsg, errlen,
+		fileio_set_err(errmsg, errlen,
 			"snapfile: %s: raw length %" PRIu64 " is over the %llu-byte limit", path,
 			raw_len, RAW_MAX);
 		rc = QFS_ECORRUPT;
 		goto cleanup_fd;
 	}
 	if (comp_len != size - HEADER_BYTES) {
-		set_err(errmsg, errlen,
+		fileio_set_err(errmsg, errlen,
 			"snapfile: %s: header says %" PRIu64
 			" compressed bytes, file holds %" PRIu64 " (truncated or extended)",
 			path, comp_len, size - HEADER_BYTES);
@@ -420,13 +363,13 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 	comp = malloc(comp_len ? (size_t)comp_len : 1);
 	if (!comp) {
 		rc = QFS_ENOMEM;
-		set_err(errmsg, errlen, "snapfile: %s: out of memory", path);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: out of memory", path);
 		goto cleanup_fd;
 	}
 	if (read_full(fd, comp, (size_t)comp_len, HEADER_BYTES) != 0)
 		goto read_error;
 	if ((uint32_t)crc32_z(0, comp, (size_t)comp_len) != qfs_le32_get(h + 40)) {
-		set_err(errmsg, errlen, "snapfile: %s: bad payload CRC", path);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: bad payload CRC", path);
 		rc = QFS_ECORRUPT;
 		goto cleanup_comp;
 	}
@@ -435,7 +378,7 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 	raw = malloc((size_t)raw_len + 1);
 	if (!raw) {
 		rc = QFS_ENOMEM;
-		set_err(errmsg, errlen, "snapfile: %s: out of memory for %" PRIu64 " bytes", path,
+		fileio_set_err(errmsg, errlen, "snapfile: %s: out of memory for %" PRIu64 " bytes", path,
 			raw_len);
 		goto cleanup_comp;
 	}
@@ -443,11 +386,11 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 	zrc = uncompress(raw, &got, comp, (uLong)comp_len);
 	if (zrc == Z_MEM_ERROR) {
 		rc = QFS_ENOMEM;
-		set_err(errmsg, errlen, "snapfile: %s: out of memory decompressing", path);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: out of memory decompressing", path);
 		goto cleanup_raw;
 	}
 	if (zrc == Z_BUF_ERROR || (zrc == Z_OK && got != raw_len)) {
-		set_err(errmsg, errlen,
+		fileio_set_err(errmsg, errlen,
 			"snapfile: %s: decompresses to %s%" PRIu64
 			" bytes but the header says %" PRIu64,
 			path, zrc == Z_BUF_ERROR ? "more than " : "",
@@ -456,7 +399,7 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 		goto cleanup_raw;
 	}
 	if (zrc != Z_OK) {
-		set_err(errmsg, errlen, "snapfile: %s: compressed data invalid (zlib error %d)",
+		fileio_set_err(errmsg, errlen, "snapfile: %s: compressed data invalid (zlib error %d)",
 			path, zrc);
 		rc = QFS_ECORRUPT;
 		goto cleanup_raw;
@@ -469,9 +412,9 @@ static int load_file(const char *path, const struct snapname *sn, uint8_t **data
 
 read_error:
 	if (errno)
-		set_err(errmsg, errlen, "snapfile: %s: read: %s", path, strerror(errno));
+		fileio_set_err(errmsg, errlen, "snapfile: %s: read: %s", path, strerror(errno));
 	else
-		set_err(errmsg, errlen, "snapfile: %s: file shrank while reading", path);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: file shrank while reading", path);
 	rc = QFS_EIO;
 	goto cleanup_comp;
 cleanup_raw:
@@ -496,24 +439,24 @@ int snapfile_load(const char *dir, uint64_t *index, uint64_t *term, uint8_t **da
 	*len = 0;
 	if (errmsg && errlen)
 		errmsg[0] = '\0';
-	snapdir = path_join(dir, "snap");
+	snapdir = fileio_path_join(dir, "snap");
 	if (!snapdir)
 		return QFS_ENOMEM;
 	rc = list_snapshots(snapdir, 1, &v, &n);
 	if (rc) {
 		if (rc == QFS_EIO)
-			set_err(errmsg, errlen, "snapfile: %s: cannot list: %s", snapdir,
+			fileio_set_err(errmsg, errlen, "snapfile: %s: cannot list: %s", snapdir,
 				strerror(errno));
 		else if (rc == QFS_ENOENT)
-			set_err(errmsg, errlen, "snapfile: %s: no snapshot directory", snapdir);
+			fileio_set_err(errmsg, errlen, "snapfile: %s: no snapshot directory", snapdir);
 		goto cleanup_snapdir;
 	}
 	if (n == 0) {
-		set_err(errmsg, errlen, "snapfile: %s: no snapshot", snapdir);
+		fileio_set_err(errmsg, errlen, "snapfile: %s: no snapshot", snapdir);
 		rc = QFS_ENOENT;
 		goto cleanup_list;
 	}
-	path = path_join(snapdir, v[0].name);
+	path = fileio_path_join(snapdir, v[0].name);
 	if (!path) {
 		rc = QFS_ENOMEM;
 		goto cleanup_list;

@@ -24,6 +24,7 @@
 #include "../common/codec.h"
 #include "../common/errors.h"
 #include "../common/log.h"
+#include "fileio.h"
 #include "wal.h"
 
 #define HEADER_BYTES 12u    /* length, header CRC, payload CRC */
@@ -76,37 +77,12 @@ struct scan {
 	size_t errlen;
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *errmsg, size_t errlen,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errmsg || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errmsg, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static char *path_join(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *p = malloc(la + lb + 2);
-
-	if (!p)
-		return NULL;
-	memcpy(p, a, la);
-	p[la] = '/';
-	memcpy(p + la + 1, b, lb + 1);
-	return p;
-}
-
 static char *segment_path(const char *dir, uint64_t name)
 {
 	char base[SEGMENT_NAME_LEN + 1];
 
 	snprintf(base, sizeof(base), "%016" PRIx64 ".wal", name);
-	return path_join(dir, base);
+	return fileio_path_join(dir, base);
 }
 
 static int parse_segment_name(const char *s, uint64_t *name)
@@ -128,39 +104,6 @@ static int parse_segment_name(const char *s, uint64_t *name)
 	}
 	*name = v;
 	return 1;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -1;
-	if (fsync(fd) != 0)
-		rc = -1;
-	close(fd);
-	return rc;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (k == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
 }
 
 /* Makes file bytes [off, off + n) available at *p; off + n <= size. */
@@ -242,14 +185,14 @@ static int check_entry_index(struct scan *s, const char *path, uint64_t off, uin
 		s->prev = s->after_index;
 	} else if (index > s->prev + 1) {
 		if (!s->seen_entry)
-			set_err(s->errmsg, s->errlen,
+			fileio_set_err(s->errmsg, s->errlen,
 				"wal: %s: first entry has index %" PRIu64 " at offset %" PRIu64
 				" but the snapshot ends at %" PRIu64
 				": entries missing (WAL compacted past the snapshot?); refusing to "
 				"start",
 				path, index, off, s->after_index);
 		else
-			set_err(s->errmsg, s->errlen,
+			fileio_set_err(s->errmsg, s->errlen,
 				"wal: %s: entry index %" PRIu64 " at offset %" PRIu64
 				" follows index %" PRIu64
 				": entries missing (lost segment?); refusing to start",
@@ -279,7 +222,7 @@ static int scan_segment(struct scan *s, const char *path, int fd, int is_last, u
 	*torn_at = UINT64_MAX;
 	*max_index = 0;
 	if (fstat(fd, &st) != 0) {
-		set_err(s->errmsg, s->errlen, "wal: %s: fstat: %s", path, strerror(errno));
+		fileio_set_err(s->errmsg, s->errlen, "wal: %s: fstat: %s", path, strerror(errno));
 		return QFS_EIO;
 	}
 	r.size = (uint64_t)st.st_size;
@@ -405,17 +348,17 @@ done:
 	rc = 0;
 	goto out;
 corrupt:
-	set_err(s->errmsg, s->errlen,
+	fileio_set_err(s->errmsg, s->errlen,
 		"wal: %s: %s at offset %" PRIu64 " (of %" PRIu64 " bytes); refusing to start", path,
 		what, off, r.size);
 	rc = QFS_ECORRUPT;
 	goto out;
 io_error:
 	if (rc == QFS_EIO)
-		set_err(s->errmsg, s->errlen, "wal: %s: read at offset %" PRIu64 ": %s", path, off,
+		fileio_set_err(s->errmsg, s->errlen, "wal: %s: read at offset %" PRIu64 ": %s", path, off,
 			strerror(errno));
 	else
-		set_err(s->errmsg, s->errlen, "wal: %s: %s", path, qfs_strerror(rc));
+		fileio_set_err(s->errmsg, s->errlen, "wal: %s: %s", path, qfs_strerror(rc));
 out:
 	free(r.buf);
 	return rc;
@@ -453,7 +396,7 @@ static int list_segments(struct wal *w, char *errmsg, size_t errlen)
 	int rc = 0;
 
 	if (!d) {
-		set_err(errmsg, errlen, "wal: %s: opendir: %s", w->dir, strerror(errno));
+		fileio_set_err(errmsg, errlen, "wal: %s: opendir: %s", w->dir, strerror(errno));
 		return QFS_EIO;
 	}
 	errno = 0;
@@ -468,12 +411,12 @@ static int list_segments(struct wal *w, char *errmsg, size_t errlen)
 		}
 		rc = segs_push(w, name);
 		if (rc) {
-			set_err(errmsg, errlen, "wal: %s: out of memory", w->dir);
+			fileio_set_err(errmsg, errlen, "wal: %s: out of memory", w->dir);
 			goto cleanup;
 		}
 	}
 	if (errno) {
-		set_err(errmsg, errlen, "wal: %s: readdir: %s", w->dir, strerror(errno));
+		fileio_set_err(errmsg, errlen, "wal: %s: readdir: %s", w->dir, strerror(errno));
 		rc = QFS_EIO;
 		goto cleanup;
 	}
@@ -499,7 +442,7 @@ static int segment_create(struct wal *w, uint64_t name)
 		goto cleanup_path;
 	}
 	/* The new name must survive a crash, or its records would vanish. */
-	if (fsync_dir(w->dir) != 0) {
+	if (fileio_fsync_dir(w->dir) != 0) {
 		LOG_ERROR("wal: %s: fsync: %s", w->dir, strerror(errno));
 		rc = QFS_EIO;
 		goto cleanup_fd;
@@ -525,15 +468,15 @@ cleanup_path:
 static int make_wal_dir(const char *dir, const char *wal_dir, char *errmsg, size_t errlen)
 {
 	if (mkdir(wal_dir, 0700) == 0) {
-		if (fsync_dir(dir) != 0) {
-			set_err(errmsg, errlen, "wal: %s: fsync: %s", dir, strerror(errno));
+		if (fileio_fsync_dir(dir) != 0) {
+			fileio_set_err(errmsg, errlen, "wal: %s: fsync: %s", dir, strerror(errno));
 			return QFS_EIO;
 		}
 		return 0;
 	}
 	if (errno == EEXIST)
 		return 0;
-	set_err(errmsg, errlen, "wal: %s: mkdir: %s", wal_dir, strerror(errno));
+	fileio_set_err(errmsg, errlen, "wal: %s: mkdir: %s", wal_dir, strerror(errno));
 	return QFS_EIO;
 }
 
@@ -550,12 +493,12 @@ static int scan_all(struct wal *w, struct scan *s, int verify)
 		int fd;
 
 		if (!path) {
-			set_err(s->errmsg, s->errlen, "wal: %s: out of memory", w->dir);
+			fileio_set_err(s->errmsg, s->errlen, "wal: %s: out of memory", w->dir);
 			return QFS_ENOMEM;
 		}
 		fd = open(path, (verify && is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		if (fd < 0) {
-			set_err(s->errmsg, s->errlen, "wal: %s: open: %s", path, strerror(errno));
+			fileio_set_err(s->errmsg, s->errlen, "wal: %s: open: %s", path, strerror(errno));
 			rc = QFS_EIO;
 			goto next;
 		}
@@ -569,7 +512,7 @@ static int scan_all(struct wal *w, struct scan *s, int verify)
 			if (!verify) {
 				/* The verify pass truncated it: something else is
 				 * writing this WAL. */
-				set_err(s->errmsg, s->errlen,
+				fileio_set_err(s->errmsg, s->errlen,
 					"wal: %s: changed during recovery at offset %" PRIu64, path,
 					torn_at);
 				rc = QFS_EIO;
@@ -577,7 +520,7 @@ static int scan_all(struct wal *w, struct scan *s, int verify)
 			}
 			if (fstat(fd, &st) != 0 || ftruncate(fd, (off_t)torn_at) != 0 ||
 			    fsync(fd) != 0) {
-				set_err(s->errmsg, s->errlen, "wal: %s: truncating torn tail: %s",
+				fileio_set_err(s->errmsg, s->errlen, "wal: %s: truncating torn tail: %s",
 					path, strerror(errno));
 				rc = QFS_EIO;
 				goto next;
@@ -615,7 +558,7 @@ int wal_open(const char *dir, uint64_t after_index,
 		return QFS_ENOMEM;
 	w->fd = -1;
 	w->seg_limit = WAL_SEGMENT_BYTES;
-	w->dir = path_join(dir, "wal");
+	w->dir = fileio_path_join(dir, "wal");
 	if (!w->dir) {
 		rc = QFS_ENOMEM;
 		goto cleanup_wal;
@@ -652,7 +595,7 @@ int wal_open(const char *dir, uint64_t after_index,
 	if (w->nsegs == 0) {
 		rc = segment_create(w, after_index + 1);
 		if (rc) {
-			set_err(errmsg, errlen, "wal: %s: cannot create the first segment", w->dir);
+			fileio_set_err(errmsg, errlen, "wal: %s: cannot create the first segment", w->dir);
 			goto cleanup_wal;
 		}
 	} else {
@@ -663,7 +606,7 @@ int wal_open(const char *dir, uint64_t after_index,
 		}
 		w->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (w->fd < 0 || fstat(w->fd, &st) != 0) {
-			set_err(errmsg, errlen, "wal: %s: open: %s", path, strerror(errno));
+			fileio_set_err(errmsg, errlen, "wal: %s: open: %s", path, strerror(errno));
 			rc = QFS_EIO;
 			goto cleanup_path;
 		}
@@ -677,7 +620,7 @@ cleanup_path:
 	free(path);
 cleanup_wal:
 	if (rc == QFS_ENOMEM && errmsg && errlen && !errmsg[0])
-		set_err(errmsg, errlen, "wal: %s: out of memory", dir);
+		fileio_set_err(errmsg, errlen, "wal: %s: out of memory", dir);
 	wal_close(w);
 	return rc;
 }
@@ -785,7 +728,7 @@ int wal_write(struct wal *w, const struct wal_record *recs, size_t n)
 		if (rc)
 			goto failed;
 	}
-	if (write_all(w->fd, buf, total) != 0) {
+	if (fileio_write_all(w->fd, buf, total) != 0) {
 		LOG_ERROR("wal: %s: write: %s", w->dir, strerror(errno));
 		rc = QFS_EIO;
 		goto failed;
@@ -850,7 +793,7 @@ int wal_compact(struct wal *w, uint64_t index)
 		return rc;
 	memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
 	w->nsegs -= k;
-	if (fsync_dir(w->dir) != 0) {
+	if (fileio_fsync_dir(w->dir) != 0) {
 		LOG_ERROR("wal: %s: fsync: %s", w->dir, strerror(errno));
 		rc = QFS_EIO;
 	}
