@@ -124,6 +124,11 @@ struct server {
 	void *stop_arg;
 	server_applied_cb applied_cb;
 	void *applied_arg;
+	struct {
+		server_revision_cb cb;
+		void *arg;
+	} listeners[SERVER_LISTENERS_MAX];
+	uint64_t notified_rev; /* last revision listeners heard of */
 };
 
 static uint64_t name_id(const char *s)
@@ -579,6 +584,39 @@ out:
 static void try_proposal(struct server *srv, struct work *w);
 static void try_read(struct server *srv, struct work *w);
 
+static void notify_listeners(struct server *srv)
+{
+	uint64_t rev = store_revision(srv->store);
+
+	if (rev == srv->notified_rev)
+		return;
+	srv->notified_rev = rev;
+	for (size_t i = 0; i < SERVER_LISTENERS_MAX; i++) {
+		if (srv->listeners[i].cb)
+			srv->listeners[i].cb(srv->listeners[i].arg, rev);
+	}
+}
+
+int server_add_revision_listener(struct server *srv, server_revision_cb cb, void *arg)
+{
+	for (size_t i = 0; i < SERVER_LISTENERS_MAX; i++) {
+		if (!srv->listeners[i].cb) {
+			srv->listeners[i].cb = cb;
+			srv->listeners[i].arg = arg;
+			return 0;
+		}
+	}
+	return QFS_ENOSPC;
+}
+
+void server_remove_revision_listener(struct server *srv, server_revision_cb cb, void *arg)
+{
+	for (size_t i = 0; i < SERVER_LISTENERS_MAX; i++) {
+		if (srv->listeners[i].cb == cb && srv->listeners[i].arg == arg)
+			srv->listeners[i].cb = NULL;
+	}
+}
+
 static void retry_all(struct server *srv)
 {
 	for (struct work *w = srv->proposals; w; w = w->next)
@@ -623,6 +661,7 @@ static void process_ready(struct server *srv)
 			retry_all(srv);
 	}
 	serve_reads(srv);
+	notify_listeners(srv);
 	maybe_snapshot(srv);
 	maybe_compact(srv);
 	maybe_publish(srv);

@@ -138,6 +138,14 @@ typedef void (*server_member_cb)(void *arg, int err);
 void server_member_change(struct server *srv, enum server_member_op op,
 			  const struct server_member *m, server_member_cb cb, void *arg);
 
+/* Called on the loop thread whenever applying entries advanced the store's
+ * revision (watchers read the new events with store_events()). At most
+ * SERVER_LISTENERS_MAX listeners. Loop thread. */
+#define SERVER_LISTENERS_MAX 8
+typedef void (*server_revision_cb)(void *arg, uint64_t revision);
+int server_add_revision_listener(struct server *srv, server_revision_cb cb, void *arg);
+void server_remove_revision_listener(struct server *srv, server_revision_cb cb, void *arg);
+
 /* The loop, for the client port's handles. */
 uv_loop_t *server_loop(struct server *srv);
 
