@@ -143,6 +143,11 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
 		qbuf_put_u32(b, r->flags);
 		break;
+	case CLIENT_REQ_WATCH:
+		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
+		qbuf_put_u32(b, r->flags);
+		qbuf_put_u64(b, r->rev);
+		break;
 	}
 	rv = rv ? rv : frame_end(b, off, r->type);
 	if (rv && !qbuf_error(b))
@@ -187,6 +192,11 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 	case CLIENT_REQ_DEL:
 		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
 		out->flags = qreader_u32(&r);
+		break;
+	case CLIENT_REQ_WATCH:
+		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
+		out->flags = qreader_u32(&r);
+		out->rev = qreader_u64(&r);
 		break;
 	default:
 		return QFS_EMSG;
@@ -347,6 +357,61 @@ int client_proto_get_end(struct client_get_enc *g, bool more)
 	return finish(b, g->frame, g->frame, CLIENT_REQ_GET, rv);
 }
 
+/* Body: u64 progress, u32 n at fixed offsets from the payload. */
+#define WATCH_COUNT_OFF 8
+
+void client_proto_watch_begin(struct client_watch_enc *w, struct qbuf *b)
+{
+	w->b = b;
+	w->n = 0;
+	w->err = 0;
+	w->frame = frame_begin(b);
+	qbuf_put_u32(b, 0);
+	w->payload = b->len;
+	qbuf_put_u64(b, 0);
+	qbuf_put_u32(b, 0);
+}
+
+size_t client_proto_event_size(const struct client_event *ev)
+{
+	return 1 + 8 + client_proto_kv_size(&ev->kv);
+}
+
+void client_proto_watch_add(struct client_watch_enc *w, const struct client_event *ev)
+{
+	struct qbuf *b = w->b;
+	const struct client_kv *kv = &ev->kv;
+
+	if (w->err)
+		return;
+	if (ev->type != CLIENT_EVENT_PUT && ev->type != CLIENT_EVENT_DELETE) {
+		w->err = QFS_EINVAL;
+		return;
+	}
+	qbuf_put_u8(b, ev->type);
+	qbuf_put_u64(b, ev->revision);
+	w->err = put_str(b, kv->key, CLIENT_PROTO_KEY_MAX);
+	qbuf_put_u8(b, kv->type);
+	qbuf_put_u32(b, kv->mode);
+	qbuf_put_u64(b, kv->create_rev);
+	qbuf_put_u64(b, kv->mod_rev);
+	qbuf_put_u64(b, kv->version);
+	qbuf_put_bytes(b, kv->value_len ? (const void *)kv->value : "", kv->value_len);
+	w->n++;
+}
+
+int client_proto_watch_end(struct client_watch_enc *w, uint64_t progress)
+{
+	struct qbuf *b = w->b;
+	int rv = w->err ? w->err : qbuf_error(b);
+
+	if (!rv) {
+		qfs_le64_put(b->data + w->payload, progress);
+		qfs_le32_put(b->data + w->payload + WATCH_COUNT_OFF, w->n);
+	}
+	return finish(b, w->frame, w->frame, CLIENT_REQ_WATCH, rv);
+}
+
 static void read_status(struct qreader *r, struct client_status *st)
 {
 	st->name = get_str(r, CLIENT_PROTO_NAME_MAX);
@@ -369,6 +434,7 @@ static void read_status(struct qreader *r, struct client_status *st)
 /* Smallest encodings, to bound counts before allocating arrays. */
 #define MEMBER_MIN_SIZE (8 + 3 * 5 + 2)
 #define KV_MIN_SIZE (5 + 1 + 4 + 3 * 8 + 4)
+#define EVENT_MIN_SIZE (1 + 8 + KV_MIN_SIZE)
 
 static int read_members(struct qreader *r, struct client_resp *out)
 {
@@ -393,6 +459,50 @@ static int read_members(struct qreader *r, struct client_resp *out)
 	return 0;
 }
 
+static void read_kv(struct qreader *r, struct client_kv *kv)
+{
+	kv->key = get_str(r, CLIENT_PROTO_KEY_MAX);
+	kv->type = qreader_u8(r);
+	kv->mode = qreader_u32(r);
+	kv->create_rev = qreader_u64(r);
+	kv->mod_rev = qreader_u64(r);
+	kv->version = qreader_u64(r);
+	kv->value = qreader_bytes(r, CLIENT_PROTO_MAX_PAYLOAD, &kv->value_len);
+	if (!kv->value)
+		kv->value = (const uint8_t *)"";
+}
+
+/* The stream's order is checked here so every client gets it checked: a
+ * member that sent events out of order or past its own progress is broken. */
+static int read_events(struct qreader *r, struct client_resp *out)
+{
+	uint64_t last = 0;
+	uint32_t n;
+
+	out->revision = qreader_u64(r);
+	n = qreader_u32(r);
+	if (qreader_error(r) || n > r->left / EVENT_MIN_SIZE)
+		return QFS_EMSG;
+	out->events = calloc(n ? n : 1, sizeof(*out->events));
+	if (!out->events)
+		return QFS_ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct client_event *ev = &out->events[i];
+
+		ev->type = qreader_u8(r);
+		ev->revision = qreader_u64(r);
+		read_kv(r, &ev->kv);
+		if (qreader_error(r))
+			return QFS_EMSG;
+		if ((ev->type != CLIENT_EVENT_PUT && ev->type != CLIENT_EVENT_DELETE) ||
+		    ev->revision == 0 || ev->revision < last || ev->revision > out->revision)
+			return QFS_EMSG;
+		last = ev->revision;
+	}
+	out->nevents = n;
+	return 0;
+}
+
 static int read_kvs(struct qreader *r, struct client_resp *out)
 {
 	uint32_t n;
@@ -405,19 +515,8 @@ static int read_kvs(struct qreader *r, struct client_resp *out)
 	out->kvs = calloc(n ? n : 1, sizeof(*out->kvs));
 	if (!out->kvs)
 		return QFS_ENOMEM;
-	for (uint32_t i = 0; i < n; i++) {
-		struct client_kv *kv = &out->kvs[i];
-
-		kv->key = get_str(r, CLIENT_PROTO_KEY_MAX);
-		kv->type = qreader_u8(r);
-		kv->mode = qreader_u32(r);
-		kv->create_rev = qreader_u64(r);
-		kv->mod_rev = qreader_u64(r);
-		kv->version = qreader_u64(r);
-		kv->value = qreader_bytes(r, CLIENT_PROTO_MAX_PAYLOAD, &kv->value_len);
-		if (!kv->value)
-			kv->value = (const uint8_t *)"";
-	}
+	for (uint32_t i = 0; i < n; i++)
+		read_kv(r, &out->kvs[i]);
 	out->nkvs = n;
 	return 0;
 }
@@ -453,6 +552,9 @@ int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload,
 		case CLIENT_REQ_GET:
 			rv = read_kvs(&r, out);
 			break;
+		case CLIENT_REQ_WATCH:
+			rv = read_events(&r, out);
+			break;
 		case CLIENT_REQ_PUT:
 		case CLIENT_REQ_DEL:
 			out->revision = qreader_u64(&r);
@@ -472,7 +574,9 @@ void client_proto_resp_free(struct client_resp *r)
 {
 	free(r->members);
 	free(r->kvs);
+	free(r->events);
 	r->members = NULL;
 	r->kvs = NULL;
-	r->nmembers = r->nkvs = 0;
+	r->events = NULL;
+	r->nmembers = r->nkvs = r->nevents = 0;
 }

@@ -1,10 +1,12 @@
 /*
- * Client protocol: the frames `quorumfs status/member/get/put/del` exchange
- * with a member's --listen-client port. Pure encoders and decoders, no
- * sockets: fs/client_port.c serves them, fs/cli.c sends them.
+ * Client protocol: the frames `quorumfs status/member/get/put/del/watch`
+ * exchange with a member's --listen-client port. Pure encoders and decoders,
+ * no sockets: fs/client_port.c serves them, fs/client.c and fs/cli.c send them.
  *
  * A connection carries requests and their responses strictly in turn: one
- * request, then its response, then the next request.
+ * request, then its response, then the next request. WATCH is the exception:
+ * it turns the connection into a stream of WATCH responses that ends only
+ * with an error response (or the connection); the client sends nothing more.
  *
  * Frame (little-endian), CLIENT_PROTO_HDR_SIZE header then payload:
  *   u32 magic (CLIENT_PROTO_MAGIC, "QFSC")   u8 version (CLIENT_PROTO_VERSION)
@@ -27,6 +29,8 @@
  *   GET                          str key, u32 flags, u64 rev, str after
  *   PUT                          str key, bytes value
  *   DEL                          str key, u32 flags
+ *   WATCH                        str key, u32 flags, u64 start revision (0 = the
+ *                                next revision the member applies)
  * Response: i32 status (0 or a QFS_E* code), then
  *   on error:                    str message, str leader name, str leader
  *                                client addr (both "" unless NOTLEADER and known)
@@ -41,11 +45,24 @@
  *                                u8 type, u32 mode, u64 create, mod, version,
  *                                bytes value)
  *   PUT, DEL:                    u64 revision
+ *   WATCH:                       u64 progress, u32 n, n x (u8 event type, u64
+ *                                revision, str key, u8 type, u32 mode, u64
+ *                                create, mod, version, bytes value)
  *
  * GET pages: a response holds about CLIENT_PROTO_PAGE_BYTES of keys (always
  * at least one). With `more` set the client asks again at the revision the
  * first page reported, with `after` = the last key it got; keys come in
  * store_range() order, so the pages of one revision never overlap.
+ *
+ * WATCH stream: events come in store_events() order (revision, then key),
+ * each exactly once, with no revision skipped. `progress` P promises that
+ * every matching event with a revision <= P has been sent (in this frame or
+ * an earlier one), so a client that lost the stream resumes with start
+ * revision P + 1. The first frame has no events and P = start - 1 (for
+ * start 0: the member's revision when the watch began): the watch is
+ * established. A DELETE event carries the key's last version before the
+ * delete, with an empty value. An error response (a compacted start, a
+ * watcher cancelled for falling behind) ends the stream.
  */
 #ifndef QFS_CLIENT_PROTO_H
 #define QFS_CLIENT_PROTO_H
@@ -84,11 +101,16 @@ enum client_req_type {
 	CLIENT_REQ_GET,
 	CLIENT_REQ_PUT,
 	CLIENT_REQ_DEL,
-	CLIENT_REQ_MAX_ = CLIENT_REQ_DEL,
+	CLIENT_REQ_WATCH,
+	CLIENT_REQ_MAX_ = CLIENT_REQ_WATCH,
 };
 
-#define CLIENT_GET_PREFIX 0x1 /* the key's whole subtree */
-#define CLIENT_DEL_PREFIX 0x1 /* the key and its whole subtree */
+#define CLIENT_GET_PREFIX 0x1	/* the key's whole subtree */
+#define CLIENT_DEL_PREFIX 0x1	/* the key and its whole subtree */
+#define CLIENT_WATCH_PREFIX 0x1 /* the key and its whole subtree */
+
+/* WATCH event types (the values of enum store_event_type). */
+enum client_event_type { CLIENT_EVENT_PUT = 1, CLIENT_EVENT_DELETE = 2 };
 
 struct client_hdr {
 	uint8_t type;
@@ -112,9 +134,9 @@ struct client_req {
 	const char *peer_addr;	 /* MEMBER_ADD */
 	const char *client_addr; /* MEMBER_ADD, "" = none */
 	bool learner;		 /* MEMBER_ADD */
-	const char *key;	 /* GET, PUT, DEL */
-	uint32_t flags;		 /* GET, DEL */
-	uint64_t rev;		 /* GET, 0 = current */
+	const char *key;	 /* GET, PUT, DEL, WATCH */
+	uint32_t flags;		 /* GET, DEL, WATCH */
+	uint64_t rev;		 /* GET: 0 = current; WATCH: start, 0 = next */
 	const char *after;	 /* GET, "" = from the start */
 	const uint8_t *value;	 /* PUT */
 	size_t value_len;
@@ -154,6 +176,12 @@ struct client_kv {
 	size_t value_len;
 };
 
+struct client_event {
+	uint8_t type;	   /* enum client_event_type */
+	uint64_t revision; /* the revision that made the change */
+	struct client_kv kv;
+};
+
 struct client_resp {
 	uint8_t type;		       /* the request type answered */
 	int status;		       /* 0 or QFS_E* */
@@ -165,8 +193,10 @@ struct client_resp {
 	size_t nmembers;
 	struct client_kv *kvs; /* GET; owned, client_proto_resp_free */
 	size_t nkvs;
+	struct client_event *events; /* WATCH; owned, client_proto_resp_free */
+	size_t nevents;
 	bool more;	   /* GET: ask again after the last key */
-	uint64_t revision; /* GET: read at; PUT/DEL: produced */
+	uint64_t revision; /* GET: read at; PUT/DEL: produced; WATCH: progress */
 };
 
 /* Response encoders: each appends one whole frame to b and returns 0,
@@ -192,12 +222,27 @@ size_t client_proto_kv_size(const struct client_kv *kv);
 void client_proto_get_add(struct client_get_enc *g, const struct client_kv *kv);
 int client_proto_get_end(struct client_get_enc *g, bool more);
 
+/* A WATCH frame built event by event: begin, add..., end. end() writes the
+ * progress, known only once the frame is complete. */
+struct client_watch_enc {
+	struct qbuf *b;
+	size_t frame, payload;
+	uint32_t n;
+	int err;
+};
+void client_proto_watch_begin(struct client_watch_enc *w, struct qbuf *b);
+/* Payload bytes an event adds: for frame budgeting. */
+size_t client_proto_event_size(const struct client_event *ev);
+void client_proto_watch_add(struct client_watch_enc *w, const struct client_event *ev);
+int client_proto_watch_end(struct client_watch_enc *w, uint64_t progress);
+
 /*
  * Decodes a response frame of header h (CRC already checked). Strings and
- * values point into payload; members/kvs are allocated (free with
+ * values point into payload; members/kvs/events are allocated (free with
  * client_proto_resp_free, also safe on a failed decode). 0, QFS_EMSG or
  * QFS_ENOMEM. Array counts are checked against the payload size before
- * allocating.
+ * allocating. WATCH events must be of a known type, in revision order and
+ * none after the frame's progress.
  */
 int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload, size_t len,
 			     struct client_resp *out);

@@ -1,5 +1,6 @@
 /*
- * Client protocol tests: every request and response round-trips; headers
+ * Client protocol tests: every request and response round-trips (WATCH
+ * frames included, and a WATCH stream's order is enforced by the decoder); headers
  * with a wrong magic, version, type or length are refused before anything
  * is allocated; every truncation and every single-bit flip of a frame is
  * caught (by the header check, the CRC or the decoder), and decoders fed
@@ -67,6 +68,8 @@ static struct client_req sample_reqs[] = {
      .value_len = sizeof(value_bytes)},
     {.type = CLIENT_REQ_PUT, .key = "/empty", .value_len = 0},
     {.type = CLIENT_REQ_DEL, .key = "/conf", .flags = CLIENT_DEL_PREFIX},
+    {.type = CLIENT_REQ_WATCH, .key = "/conf", .flags = CLIENT_WATCH_PREFIX, .rev = 57},
+    {.type = CLIENT_REQ_WATCH, .key = "/conf/x", .rev = 0},
 };
 #define NREQS (sizeof(sample_reqs) / sizeof(sample_reqs[0]))
 
@@ -86,6 +89,8 @@ static void assert_req_equal(const struct client_req *a, const struct client_req
 		break;
 	case CLIENT_REQ_GET:
 		assert_string_equal(a->after, d->after);
+		/* fallthrough */
+	case CLIENT_REQ_WATCH:
 		assert_int_equal(a->rev, d->rev);
 		/* fallthrough */
 	case CLIENT_REQ_DEL:
@@ -257,10 +262,17 @@ static const struct client_kv sample_kvs[] = {
     {"/a b/\xc3\xa9", 3, 0777, 6, 6, 1, (const uint8_t *)"target", 6},
 };
 
+static const struct client_event sample_events[] = {
+    {CLIENT_EVENT_PUT, 9, {"/a", 1, 0644, 5, 9, 3, value_bytes, sizeof(value_bytes)}},
+    {CLIENT_EVENT_DELETE, 9, {"/b", 2, 0755, 4, 4, 1, (const uint8_t *)"", 0}},
+    {CLIENT_EVENT_PUT, 12, {"/a b/\xc3\xa9", 3, 0777, 12, 12, 1, (const uint8_t *)"t", 1}},
+};
+
 /* Every response type, one frame after another in one buffer. */
 static void encode_all_responses(struct qbuf *b)
 {
 	struct client_get_enc g;
+	struct client_watch_enc w;
 
 	assert_int_equal(client_proto_status_encode(b, &sample_status), 0);
 	assert_int_equal(client_proto_members_encode(b, sample_members, 3), 0);
@@ -279,9 +291,20 @@ static void encode_all_responses(struct qbuf *b)
 	assert_int_equal(client_proto_get_end(&g, true), 0);
 	client_proto_get_begin(&g, b, 89);
 	assert_int_equal(client_proto_get_end(&g, false), 0);
+	client_proto_watch_begin(&w, b);
+	for (size_t i = 0; i < 3; i++)
+		client_proto_watch_add(&w, &sample_events[i]);
+	assert_int_equal(client_proto_watch_end(&w, 13), 0);
+	client_proto_watch_begin(&w, b); /* the "established" frame */
+	assert_int_equal(client_proto_watch_end(&w, 56), 0);
+	assert_int_equal(client_proto_err_encode(b, CLIENT_REQ_WATCH, QFS_ECOMPACTED,
+						 "revision 3 has been compacted; the oldest "
+						 "available is 57",
+						 NULL, NULL),
+			 0);
 }
 
-#define NRESPS 9
+#define NRESPS 12
 
 static void check_response(size_t i, const struct client_resp *r)
 {
@@ -365,6 +388,37 @@ static void check_response(size_t i, const struct client_resp *r)
 		assert_false(r->more);
 		assert_int_equal(r->nkvs, 0);
 		break;
+	case 9:
+		assert_int_equal(r->type, CLIENT_REQ_WATCH);
+		assert_int_equal(r->status, 0);
+		assert_int_equal(r->revision, 13);
+		assert_int_equal(r->nevents, 3);
+		for (size_t j = 0; j < 3; j++) {
+			const struct client_event *a = &sample_events[j], *d = &r->events[j];
+
+			assert_int_equal(a->type, d->type);
+			assert_int_equal(a->revision, d->revision);
+			assert_string_equal(a->kv.key, d->kv.key);
+			assert_int_equal(a->kv.type, d->kv.type);
+			assert_int_equal(a->kv.mode, d->kv.mode);
+			assert_int_equal(a->kv.create_rev, d->kv.create_rev);
+			assert_int_equal(a->kv.mod_rev, d->kv.mod_rev);
+			assert_int_equal(a->kv.version, d->kv.version);
+			assert_int_equal(a->kv.value_len, d->kv.value_len);
+			assert_memory_equal(a->kv.value, d->kv.value, a->kv.value_len);
+		}
+		break;
+	case 10:
+		assert_int_equal(r->type, CLIENT_REQ_WATCH);
+		assert_int_equal(r->revision, 56);
+		assert_int_equal(r->nevents, 0);
+		break;
+	case 11:
+		assert_int_equal(r->type, CLIENT_REQ_WATCH);
+		assert_int_equal(r->status, QFS_ECOMPACTED);
+		assert_string_equal(r->msg,
+				    "revision 3 has been compacted; the oldest available is 57");
+		break;
 	}
 }
 
@@ -399,10 +453,24 @@ static void test_resp_roundtrip(void **state)
 static void test_resp_encode_rejects(void **state)
 {
 	struct client_member bad = {1, "n1", NULL, "", true, false};
+	struct client_event badev = sample_events[0];
+	struct client_watch_enc w;
 	struct qbuf b;
 
 	(void)state;
 	qbuf_init(&b);
+	/* An unknown event type or a missing key: the whole frame is undone. */
+	badev.type = 3;
+	client_proto_watch_begin(&w, &b);
+	client_proto_watch_add(&w, &sample_events[0]);
+	client_proto_watch_add(&w, &badev);
+	assert_int_equal(client_proto_watch_end(&w, 9), QFS_EINVAL);
+	assert_int_equal(b.len, 0);
+	badev = sample_events[0];
+	badev.kv.key = NULL;
+	client_proto_watch_begin(&w, &b);
+	client_proto_watch_add(&w, &badev);
+	assert_int_equal(client_proto_watch_end(&w, 9), QFS_EINVAL);
 	assert_int_equal(client_proto_err_encode(&b, CLIENT_REQ_GET, 0, "x", "", ""), QFS_EINVAL);
 	assert_int_equal(client_proto_ok_encode(&b, 99), QFS_EINVAL);
 	assert_int_equal(client_proto_members_encode(&b, &bad, 1), QFS_EINVAL);
@@ -441,6 +509,79 @@ static void test_resp_decode_rejects(void **state)
 	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), QFS_EMSG);
 	assert_null(r.kvs);
 	qbuf_close(&b);
+	/* The same for events. */
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u64(&b, 1);
+	qbuf_put_u32(&b, 0x7fffffffu);
+	h.type = CLIENT_REQ_WATCH | CLIENT_PROTO_RESPONSE;
+	h.len = (uint32_t)b.len;
+	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), QFS_EMSG);
+	assert_null(r.events);
+	qbuf_close(&b);
+}
+
+/* A well-formed WATCH frame whose stream promises are broken: decoding fails. */
+static int decode_watch(const struct client_event *evs, size_t n, uint64_t progress)
+{
+	struct client_watch_enc w;
+	struct client_resp r;
+	struct client_hdr h;
+	const uint8_t *p;
+	struct qbuf b;
+	int rv;
+
+	qbuf_init(&b);
+	client_proto_watch_begin(&w, &b);
+	for (size_t i = 0; i < n; i++)
+		client_proto_watch_add(&w, &evs[i]);
+	assert_int_equal(client_proto_watch_end(&w, progress), 0);
+	p = open_frame(&b, 0, &h);
+	rv = client_proto_resp_decode(&h, p, h.len, &r);
+	client_proto_resp_free(&r);
+	qbuf_close(&b);
+	return rv;
+}
+
+static void test_watch_decode_rejects(void **state)
+{
+	struct client_event evs[3];
+	size_t at;
+
+	(void)state;
+	memcpy(evs, sample_events, sizeof(evs));
+	assert_int_equal(decode_watch(evs, 3, 12), 0);
+	/* An event after the frame's progress. */
+	assert_int_equal(decode_watch(evs, 3, 11), QFS_EMSG);
+	/* Revisions going back. */
+	evs[1].revision = 8;
+	assert_int_equal(decode_watch(evs, 3, 12), QFS_EMSG);
+	/* Revision 0 does not exist. */
+	memcpy(evs, sample_events, sizeof(evs));
+	evs[0].revision = 0;
+	assert_int_equal(decode_watch(evs, 1, 12), QFS_EMSG);
+	/* An unknown event type (patched in: the encoder refuses to make one). */
+	{
+		struct client_watch_enc w;
+		struct client_resp r;
+		struct client_hdr h;
+		struct qbuf b;
+		const uint8_t *p;
+
+		qbuf_init(&b);
+		client_proto_watch_begin(&w, &b);
+		client_proto_watch_add(&w, &sample_events[0]);
+		assert_int_equal(client_proto_watch_end(&w, 9), 0);
+		at = CLIENT_PROTO_HDR_SIZE + 4 + 8 + 4;
+		assert_int_equal(b.data[at], CLIENT_EVENT_PUT);
+		b.data[at] = 7;
+		qfs_le32_put(b.data + 12, (uint32_t)crc32(0L, b.data + CLIENT_PROTO_HDR_SIZE,
+							    (uInt)(b.len - CLIENT_PROTO_HDR_SIZE)));
+		p = open_frame(&b, 0, &h);
+		assert_int_equal(client_proto_resp_decode(&h, p, h.len, &r), QFS_EMSG);
+		client_proto_resp_free(&r);
+		qbuf_close(&b);
+	}
 }
 
 /* ---- fuzz ---------------------------------------------------------------- */
@@ -595,6 +736,7 @@ int main(void)
 	    cmocka_unit_test(test_resp_roundtrip),	cmocka_unit_test(test_resp_encode_rejects),
 	    cmocka_unit_test(test_resp_decode_rejects), cmocka_unit_test(test_truncations),
 	    cmocka_unit_test(test_bit_flips),		cmocka_unit_test(test_garbled_payloads),
+	    cmocka_unit_test(test_watch_decode_rejects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
