@@ -127,7 +127,7 @@ def timed_write(path, data):
     return err, time.monotonic() - t
 
 
-def timed(fn, *args):
+def timed(fn, *args):  # noqa: E302
     """Runs fn(*args): (errno or None, seconds)."""
     t = time.monotonic()
     try:
@@ -136,6 +136,30 @@ def timed(fn, *args):
     except OSError as e:
         err = e.errno
     return err, time.monotonic() - t
+
+
+def timed_parallel(calls):
+    """{label: (fn, *args)} run at once, each in its own thread (so several
+    operations that must time out cost one timeout): {label: (errno, seconds)}."""
+    import threading
+    out = {}
+
+    def run(label, fn, *args):
+        out[label] = timed(fn, *args)
+    ths = [threading.Thread(target=run, args=(label, *call), daemon=True)
+           for label, call in calls.items()]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join(60)
+    assert len(out) == len(calls), f"stuck: {set(calls) - set(out)}"
+    return out
+
+
+def _write_or_raise(path, data):
+    err = write_file(path, data)
+    if err is not None:
+        raise OSError(err, os.strerror(err), str(path))
 
 
 class Cluster:
@@ -397,3 +421,4 @@ def cluster(members):
 
 
 ETIMEDOUT = errno.ETIMEDOUT
+write_or_raise = _write_or_raise
