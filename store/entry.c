@@ -14,7 +14,7 @@
 #include "entry.h"
 
 #define CMP_MIN_BYTES (1 + 1 + 4 + 8 + 4)
-#define OP_MIN_BYTES (1 + 4 + 4 + 1 + 4 + 4 + 4 + 8 + 4 + 4 + 4)
+#define OP_MIN_BYTES (1 + 4 + 4 + 1 + 4 + 4 + 4 + 8 + 4 + 4 + 4 + 8 + 8 + 8)
 
 /* ---- Encoding ------------------------------------------------------------------- */
 
@@ -25,11 +25,18 @@ static bool valid_cmp(const struct store_cmp *c)
 	       c->value_len <= UINT32_MAX && strlen(c->key) <= UINT32_MAX;
 }
 
+/* Lease ops other than ATTACH name no key (it travels as ""). */
+static bool keyless(enum store_op_type t)
+{
+	return t == STORE_OP_LEASE_GRANT || t == STORE_OP_LEASE_RENEW ||
+	       t == STORE_OP_LEASE_REVOKE || t == STORE_OP_LEASE_EXPIRE;
+}
+
 static bool valid_op(const struct store_op *o)
 {
-	return o->key && o->type >= STORE_OP_PUT && o->type <= STORE_OP_RMXATTR &&
-	       (unsigned)o->ftype <= STORE_SYMLINK && (o->value || !o->value_len) &&
-	       o->value_len <= UINT32_MAX;
+	return (o->key || keyless(o->type)) && o->type >= STORE_OP_PUT &&
+	       o->type <= STORE_OP_LEASE_EXPIRE && (unsigned)o->ftype <= STORE_SYMLINK &&
+	       (o->value || !o->value_len) && o->value_len <= UINT32_MAX;
 }
 
 static void put_str(struct qbuf *b, const char *s)
@@ -56,6 +63,9 @@ static void put_ops(struct qbuf *b, const struct store_op *ops, size_t n)
 		qbuf_put_bytes(b, o->value, o->value_len);
 		put_str(b, o->dst);
 		put_str(b, o->xname);
+		qbuf_put_u64(b, o->lease_id);
+		qbuf_put_u64(b, (uint64_t)o->ttl_ms);
+		qbuf_put_u64(b, o->lease_gen);
 	}
 }
 
@@ -190,7 +200,10 @@ static void dec_ops(struct dec *d, struct store_op *ops, uint32_t n)
 		o.value = dec_bytes(d, false, true, &o.value_len);
 		o.dst = dec_bytes(d, true, true, NULL);
 		o.xname = dec_bytes(d, true, true, NULL);
-		if (type < STORE_OP_PUT || type > STORE_OP_RMXATTR || ftype > STORE_SYMLINK)
+		o.lease_id = qreader_u64(&d->r);
+		o.ttl_ms = (int64_t)qreader_u64(&d->r);
+		o.lease_gen = qreader_u64(&d->r);
+		if (type < STORE_OP_PUT || type > STORE_OP_LEASE_EXPIRE || ftype > STORE_SYMLINK)
 			d->r.failed = 1;
 		o.type = (enum store_op_type)type;
 		o.ftype = (enum store_type)ftype;

@@ -11,7 +11,9 @@
  * TXN body: u32 ncmps, cmps; u32 nthen, ops; u32 nelse, ops.
  *   cmp: u8 target, u8 op, bytes key, u64 num, bytes value
  *   op:  u8 type, u32 flags, bytes key, u8 ftype, u32 mode, u32 uid, u32 gid,
- *        i64 mtime_ns, bytes value, bytes dst, bytes xname
+ *        i64 mtime_ns, bytes value, bytes dst, bytes xname, u64 lease_id,
+ *        i64 ttl_ms, u64 lease_gen
+ *   (every op carries every field; lease ops other than ATTACH have key "")
  *   ("bytes" = u32 length + data; strings carry no NUL)
  * COMPACT body: u64 revision (history before it is dropped).
  * MEMBER body: u64 member id, bytes name, bytes peer address, bytes client
@@ -27,7 +29,7 @@
 #include "../common/codec.h"
 #include "store.h"
 
-#define ENTRY_VERSION 1
+#define ENTRY_VERSION 2 /* 2: lease fields in ops; 1 is not read */
 #define ENTRY_HEADER_SIZE 26
 #define ENTRY_TIME_OFFSET 18
 #define ENTRY_MAX_OPS 65535 /* per branch, and compares */
@@ -49,8 +51,8 @@ struct entry {
 	struct entry_member member; /* ENTRY_MEMBER */
 };
 
-/* Appends the encoding of e to out. Returns 0, QFS_EINVAL (NULL key, too many
- * ops) or QFS_ENOMEM. */
+/* Appends the encoding of e to out. Returns 0, QFS_EINVAL (NULL key on an op that
+ * needs one, too many ops) or QFS_ENOMEM. */
 int entry_encode(const struct entry *e, struct qbuf *out);
 
 /*

@@ -1,7 +1,8 @@
 /*
  * The store's public face (store.h): lifecycle, key validation, reads at any
- * retained revision, store_apply() in log order, and compaction. The tree
- * lives in tree.c, transactions in txn.c, snapshots in store_snapshot.c.
+ * retained revision, store_apply() in log order, cluster time, and
+ * compaction. The tree lives in tree.c, transactions in txn.c, leases in
+ * lease.c, the event index in events.c, snapshots in store_snapshot.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,8 +125,7 @@ static uint32_t live_children(const struct store *s, const struct node *n, uint6
 	return count;
 }
 
-static void fill_kv(const struct store *s, const struct node *n, const struct version *v,
-		    uint64_t rev, struct store_kv *kv)
+void kv_fill(const struct node *n, const struct version *v, struct store_kv *kv)
 {
 	kv->key = n->key;
 	kv->name = n->name;
@@ -141,8 +141,16 @@ static void fill_kv(const struct store *s, const struct node *n, const struct ve
 	kv->ctime_ns = v->ctime_ns;
 	kv->lease = v->lease;
 	kv->value = v->value;
-	kv->nchildren = v->type == STORE_DIR ? live_children(s, n, rev) : 0;
+	kv->nchildren = 0;
 	kv->xattrs_ = v->xattrs;
+}
+
+static void fill_kv(const struct store *s, const struct node *n, const struct version *v,
+		    uint64_t rev, struct store_kv *kv)
+{
+	kv_fill(n, v, kv);
+	if (v->type == STORE_DIR)
+		kv->nchildren = live_children(s, n, rev);
 }
 
 /* The node and version of key alive at rev (already checked). */
@@ -364,8 +372,12 @@ static void compact(struct store *s, uint64_t c)
 			else
 				hi = mid;
 		}
-		/* lo - 1 is the version seen at c: keep it unless a tombstone. */
+		/* lo - 1 is the version seen at c: keep it unless a tombstone.
+		 * A tombstone written at c itself stays with the version before
+		 * it, for the DELETE event at c (events are kept from c on). */
 		drop = lo == 0 ? 0 : (n->vers[lo - 1].tomb ? lo : lo - 1);
+		if (lo >= 2 && n->vers[lo - 1].tomb && n->vers[lo - 1].mod_rev == c)
+			drop = lo - 2;
 		if (drop) {
 			for (i = 0; i < drop; i++) {
 				s->size -= version_bytes(n, &n->vers[i]);
@@ -378,6 +390,7 @@ static void compact(struct store *s, uint64_t c)
 			node_free(s, n);
 		n = next;
 	}
+	events_trim(s, c);
 	s->compacted = c;
 }
 
@@ -409,6 +422,7 @@ int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t le
 	struct store_result local;
 	struct entry *e = NULL;
 	uint64_t rev_before = s->rev;
+	int64_t time_before = s->cluster_time;
 
 	if (!res)
 		res = &local;
@@ -417,15 +431,27 @@ int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t le
 		return QFS_EINVAL;
 	if (entry_decode(entry, len, &e) != 0) {
 		res->err = QFS_EMSG;
-	} else if (e->type == ENTRY_TXN) {
+		goto done;
+	}
+	/* Before the ops: a grant in this entry counts from its time. */
+	if (e->time_ns > s->cluster_time)
+		s->cluster_time = e->time_ns;
+	if (e->type == ENTRY_TXN)
 		txn_apply(s, &e->txn, e->time_ns, res);
-	} else if (e->type == ENTRY_COMPACT) {
+	else if (e->type == ENTRY_COMPACT)
 		apply_compact(s, e->compact_rev, res);
-	} /* ENTRY_MEMBER: not for the keys */
+	/* ENTRY_MEMBER: not for the keys */
 	free(e);
+done:
 	if (s->rev != rev_before && s->rev != rev_before + 1) {
 		fprintf(stderr, "store: revision jumped from %llu to %llu\n",
 			(unsigned long long)rev_before, (unsigned long long)s->rev);
+		abort();
+	}
+	/* Lease expiry is judged against it: going back would revive leases. */
+	if (s->cluster_time < time_before) {
+		fprintf(stderr, "store: cluster time went back from %lld to %lld\n",
+			(long long)time_before, (long long)s->cluster_time);
 		abort();
 	}
 	res->revision = s->rev;

@@ -163,6 +163,12 @@ enum store_op_type {
 	STORE_OP_SETATTR, /* change mode/uid/gid/mtime; value kept */
 	STORE_OP_SETXATTR,
 	STORE_OP_RMXATTR,
+	/* Leases (SPEC 3.5); see "Leases" below. */
+	STORE_OP_LEASE_GRANT,  /* lease_id, ttl_ms: a new lease, expiry = now + ttl */
+	STORE_OP_LEASE_RENEW,  /* lease_id: expiry = now + ttl */
+	STORE_OP_LEASE_REVOKE, /* lease_id: the lease goes, its keys are deleted */
+	STORE_OP_LEASE_ATTACH, /* key, lease_id: attach (lease_id 0: detach) */
+	STORE_OP_LEASE_EXPIRE, /* lease_id, lease_gen: revoke, if not renewed since */
 };
 
 /* PUT flags */
@@ -196,6 +202,9 @@ struct store_op {
 	size_t value_len;
 	const char *dst;           /* RENAME destination */
 	const char *xname;         /* SETXATTR/RMXATTR name */
+	uint64_t lease_id;         /* LEASE_* */
+	int64_t ttl_ms;            /* LEASE_GRANT */
+	uint64_t lease_gen;        /* LEASE_EXPIRE: the generation the leader saw expire */
 };
 
 /*
@@ -261,6 +270,72 @@ int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t le
 
 /* Marks index as applied without changing keys (entries not for the store). */
 int store_skip(struct store *s, uint64_t index);
+
+/* ---- Leases ------------------------------------------------------------------
+ *
+ * A lease is replicated state: id, ttl and an expiry in cluster time. Cluster
+ * time is the largest time_ns of any applied entry (store_cluster_time); it
+ * never goes back, whoever stamps the entries. GRANT and RENEW set expiry to
+ * cluster time + ttl; any change to a key attached to a lease (PUT, SETATTR,
+ * SETXATTR) renews that lease too ("touch or write renews"). Every renewal
+ * bumps the lease's generation. Expiry is never decided at apply time: the
+ * leader, having confirmed it still leads, proposes LEASE_EXPIRE(id, gen)
+ * for leases it sees expired by its clock, and the entry revokes the lease
+ * only if its generation is still gen (a renewal that raced it wins). Revoke
+ * and expire delete every key attached, in one revision. Lease ops alone do
+ * not use a revision; attach/detach change the key and do.
+ *   Errors: GRANT QFS_EEXIST (id taken), QFS_EINVAL (id 0 or ttl <= 0);
+ *   RENEW/REVOKE/ATTACH QFS_ENOENT (no such lease); EXPIRE of an unknown
+ *   lease or a newer generation changes nothing (no error).
+ * Leases and their keys are saved in snapshots.
+ */
+
+/* Longest ttl: its nanoseconds must fit an int64_t. */
+#define STORE_LEASE_TTL_MAX_MS (INT64_MAX / 1000000)
+
+struct store_lease {
+	uint64_t id;
+	int64_t ttl_ms;
+	int64_t expiry_ns; /* cluster time */
+	uint64_t gen;      /* bumped by every renewal */
+	uint64_t nkeys;
+};
+
+int64_t store_cluster_time(const struct store *s);
+/* QFS_ENOENT if no such lease. */
+int store_lease_get(const struct store *s, uint64_t id, struct store_lease *out);
+/* Every lease in id order; stops when cb returns non-zero (returns that). */
+int store_lease_list(const struct store *s, int (*cb)(void *arg, const struct store_lease *l),
+		     void *arg);
+/* The keys attached to lease id, in key order. QFS_ENOENT if no such lease. */
+int store_lease_keys(const struct store *s, uint64_t id,
+		     int (*cb)(void *arg, const char *key), void *arg);
+
+/* ---- Events (for watches) -------------------------------------------------
+ *
+ * Every revision's changes are kept while their revision is in history
+ * (until compaction), so a watcher can resume from any revision it saw.
+ */
+
+enum store_event_type { STORE_EVENT_PUT = 1, STORE_EVENT_DELETE };
+
+struct store_event {
+	enum store_event_type type;
+	uint64_t revision;
+	const struct store_kv *kv; /* PUT: the new version; DELETE: the key's last
+				    * version before the delete (kv->key is the key) */
+};
+
+/*
+ * Calls cb for every event with revision in [from, to] (to 0 = the current
+ * revision) whose key is `key` or under it (key "/" = everything), ordered by
+ * revision, then by key. A rename is a DELETE of the old key and a PUT of the
+ * new one in the same revision. Stops when cb returns non-zero. Returns
+ * QFS_ECOMPACTED if from < store_compacted_revision() (some events are gone),
+ * QFS_EFUTUREREV if from > current + 1.
+ */
+int store_events(const struct store *s, uint64_t from, uint64_t to, const char *key,
+		 int (*cb)(void *arg, const struct store_event *ev), void *arg);
 
 /* ---- Snapshots -------------------------------------------------------------- */
 

@@ -1,10 +1,12 @@
 /*
  * Store snapshots: the whole state (every retained version of every key,
- * revisions, applied index) as one little-endian image, for snapfile.c to
- * compress and checksum.
+ * revisions, applied index, cluster time, leases) as one little-endian
+ * image, for snapfile.c to compress and checksum.
  *
- *   u32 magic "QSS1" | u32 format (1) | u64 revision | u64 compacted |
- *   u64 applied index | u64 node count | nodes in tree pre-order:
+ *   u32 magic "QSS1" | u32 format (2) | u64 revision | u64 compacted |
+ *   u64 applied index | i64 cluster time | u32 lease count | leases in id
+ *   order: u64 id, i64 ttl_ms, i64 expiry_ns, u64 gen |
+ *   u64 node count | nodes in tree pre-order:
  *     bytes key | u32 nvers | versions in mod_rev order:
  *       u64 mod_rev, create_rev, ino, version | i64 mtime, ctime |
  *       u64 lease | u32 mode, uid, gid | u8 type | u8 flags |
@@ -16,7 +18,10 @@
  *
  * Loading treats the image as untrusted: every length, enum and ordering is
  * checked, the tree is rebuilt aside and only swapped in when it is whole
- * and consistent.
+ * and consistent (every live key's lease exists, tombstones follow a live
+ * version and carry no lease). Which keys a lease holds, and the event
+ * index, are derived from the histories, so they are rebuilt, not saved.
+ * Format 1 (before leases) is not read: nothing was deployed with it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,16 +30,19 @@
 #include "store_int.h"
 
 #define SNAP_MAGIC 0x31535351u /* "QSS1" */
-#define SNAP_FORMAT 1
+#define SNAP_FORMAT 2
 #define F_TOMB 1
 #define F_SAME_VALUE 2
 #define F_SAME_XATTRS 4
 #define VERSION_MIN_BYTES (8 * 7 + 4 * 3 + 2)
+#define LEASE_REC_BYTES 32
 
 int store_snapshot_save(const struct store *s, struct qbuf *out)
 {
 	const struct node *n;
+	struct lease *l;
 	uint64_t count = 0;
+	uint32_t nleases = 0;
 	size_t count_at;
 
 	qbuf_put_u32(out, SNAP_MAGIC);
@@ -42,6 +50,16 @@ int store_snapshot_save(const struct store *s, struct qbuf *out)
 	qbuf_put_u64(out, s->rev);
 	qbuf_put_u64(out, s->compacted);
 	qbuf_put_u64(out, s->applied);
+	qbuf_put_u64(out, (uint64_t)s->cluster_time);
+	RB_FOREACH(l, lease_tree, (struct lease_tree *)&s->leases)
+		nleases++;
+	qbuf_put_u32(out, nleases);
+	RB_FOREACH(l, lease_tree, (struct lease_tree *)&s->leases) {
+		qbuf_put_u64(out, l->id);
+		qbuf_put_u64(out, (uint64_t)l->ttl_ms);
+		qbuf_put_u64(out, (uint64_t)l->expiry_ns);
+		qbuf_put_u64(out, l->gen);
+	}
 	count_at = out->len;
 	qbuf_put_u64(out, 0);
 	for (n = s->root; n; n = node_next_preorder(s->root, n)) {
@@ -161,6 +179,12 @@ static int load_version(struct qreader *r, const struct version *prev, bool root
 	if ((flags & (F_SAME_VALUE | F_SAME_XATTRS)) && !prev)
 		return QFS_EMSG;
 	v->tomb = flags & F_TOMB;
+	/* A delete follows a live version (its DELETE event shows it) and
+	 * detaches the key from its lease; "/" never has a lease. */
+	if (v->tomb && (!prev || prev->tomb || v->lease))
+		return QFS_EMSG;
+	if (root && v->lease)
+		return QFS_EMSG;
 	if (v->type < STORE_FILE || v->type > STORE_SYMLINK || v->mode > 07777)
 		return QFS_EMSG;
 	if (v->mod_rev > rev || (prev && v->mod_rev <= prev->mod_rev) ||
@@ -273,7 +297,40 @@ static int load_nodes(struct store *t, struct qreader *r, uint64_t count)
 	return 0;
 }
 
-/* The current state must be a proper tree with unique inos. */
+static int load_leases(struct store *t, struct qreader *r)
+{
+	uint32_t n = qreader_u32(r), i;
+	uint64_t prev = 0;
+
+	if (qreader_error(r) || n > r->left / LEASE_REC_BYTES)
+		return QFS_EMSG;
+	for (i = 0; i < n; i++) {
+		struct lease *l;
+		uint64_t id = qreader_u64(r);
+		int64_t ttl_ms = (int64_t)qreader_u64(r);
+		int64_t expiry = (int64_t)qreader_u64(r);
+		uint64_t gen = qreader_u64(r);
+
+		if (qreader_error(r) || id <= prev || ttl_ms <= 0 ||
+		    ttl_ms > STORE_LEASE_TTL_MAX_MS || gen == 0)
+			return QFS_EMSG;
+		prev = id;
+		l = calloc(1, sizeof(*l));
+		if (!l)
+			return QFS_ENOMEM;
+		l->id = id;
+		l->ttl_ms = ttl_ms;
+		l->expiry_ns = expiry;
+		l->gen = gen;
+		RB_INIT(&l->keys);
+		RB_INSERT(lease_tree, &t->leases, l);
+		t->size += LEASE_BYTES;
+	}
+	return 0;
+}
+
+/* The current state must be a proper tree with unique inos, every live
+ * key's lease must exist; attaches the keys to their leases. */
 static int load_check(struct store *t)
 {
 	struct node *n = t->root;
@@ -291,6 +348,13 @@ static int load_check(struct store *t)
 		if (ino_find(t, v->ino))
 			return QFS_EMSG;
 		ino_map_add(t, v->ino, n);
+		if (v->lease) {
+			struct lease *l = lease_find(t, v->lease);
+
+			if (!l)
+				return QFS_EMSG;
+			lease_set(n, l);
+		}
 		live++;
 		n = node_next_preorder(t->root, n);
 	}
@@ -302,7 +366,8 @@ int store_snapshot_load(struct store *s, const uint8_t *data, size_t len)
 {
 	struct store t;
 	struct qreader r;
-	uint64_t count;
+	uint64_t count = 0;
+	int64_t cluster_time;
 	int rc;
 
 	memset(&t, 0, sizeof(t));
@@ -313,20 +378,30 @@ int store_snapshot_load(struct store *s, const uint8_t *data, size_t len)
 	t.rev = qreader_u64(&r);
 	t.compacted = qreader_u64(&r);
 	t.applied = qreader_u64(&r);
-	count = qreader_u64(&r);
-	if (qreader_error(&r) || t.compacted > t.rev || count == 0 ||
-	    count > r.left / (4 + 1 + 4 + VERSION_MIN_BYTES))
+	cluster_time = (int64_t)qreader_u64(&r);
+	if (qreader_error(&r) || t.compacted > t.rev)
 		return QFS_EMSG;
 	rc = state_init(&t, false);
 	if (rc)
 		return rc;
+	t.cluster_time = cluster_time;
+	rc = load_leases(&t, &r);
+	if (!rc) {
+		count = qreader_u64(&r);
+		if (qreader_error(&r) || count == 0 ||
+		    count > r.left / (4 + 1 + 4 + VERSION_MIN_BYTES))
+			rc = QFS_EMSG;
+	}
 	t.loading = true;
-	rc = load_nodes(&t, &r, count);
+	if (!rc)
+		rc = load_nodes(&t, &r, count);
 	t.loading = false;
 	if (!rc && r.left)
 		rc = QFS_EMSG;
 	if (!rc)
 		rc = load_check(&t);
+	if (!rc)
+		rc = events_rebuild(&t);
 	if (rc) {
 		state_free(&t);
 		return rc;
@@ -341,5 +416,8 @@ int store_snapshot_load(struct store *s, const uint8_t *data, size_t len)
 	s->ino_buckets = t.ino_buckets;
 	s->ino_nbuckets = t.ino_nbuckets;
 	s->ino_count = t.ino_count;
+	s->cluster_time = t.cluster_time;
+	s->leases = t.leases;
+	s->events = t.events;
 	return 0;
 }

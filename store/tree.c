@@ -26,6 +26,30 @@ static int node_cmp(const struct node *a, const struct node *b)
 
 RB_GENERATE(node_tree, node, link, node_cmp)
 
+int key_cmp(const char *a, const char *b)
+{
+	const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+
+	for (; *p && *p == *q; p++, q++)
+		;
+	if (*p == *q)
+		return 0;
+	if (!*p || !*q)
+		return *p ? 1 : -1;
+	if (*p == '/' || *q == '/')
+		return *p == '/' ? -1 : 1;
+	return *p < *q ? -1 : 1;
+}
+
+bool key_under(const char *key, const char *top)
+{
+	size_t len = strlen(top);
+
+	if (len == 1)
+		return true;
+	return strncmp(key, top, len) == 0 && (key[len] == '\0' || key[len] == '/');
+}
+
 /* ---- Blobs ------------------------------------------------------------------ */
 
 /* Shared by every empty value; never freed, so its refs are not counted. */
@@ -207,6 +231,8 @@ void node_free(struct store *s, struct node *n)
 	}
 	if (n->mapped_ino)
 		ino_unlink(s, n);
+	if (n->lease_of)
+		lease_set(n, NULL);
 	if (n->parent)
 		RB_REMOVE(node_tree, &n->parent->children, n);
 	for (i = 0; i < n->nvers; i++)
@@ -369,13 +395,27 @@ void ino_map_add(struct store *s, uint64_t ino, struct node *n)
 /* ---- History changes -------------------------------------------------------------- */
 
 static void top_changed(struct store *s, struct node *n, bool was, uint64_t was_ino, bool is,
-			uint64_t is_ino)
+			uint64_t is_ino, uint64_t is_lease)
 {
 	if (!s->loading) {
+		struct lease *l = NULL;
+
 		if (was && n->mapped_ino == was_ino)
 			ino_unlink(s, n);
 		if (is)
 			ino_map_add(s, is_ino, n);
+		if (is && is_lease) {
+			l = lease_find(s, is_lease);
+			/* Ops check the lease first and revoke detaches every key
+			 * before the lease goes: a miss is a bug. */
+			if (!l) {
+				fprintf(stderr, "store: %s attached to missing lease %llx\n",
+					n->key, (unsigned long long)is_lease);
+				abort();
+			}
+		}
+		if (l != n->lease_of)
+			lease_set(n, l);
 	}
 	if (was == is)
 		return;
@@ -407,15 +447,8 @@ int node_push(struct store *s, struct node *n, struct version *v, bool created)
 		was = !top->tomb;
 		was_ino = top->ino;
 	}
-	if (s->txn_rev && s->nundo == s->undo_cap) {
-		size_t cap = s->undo_cap ? s->undo_cap * 2 : 64;
-		struct undo_rec *u = realloc(s->undo, cap * sizeof(*u));
-
-		if (!u)
-			goto nomem;
-		s->undo = u;
-		s->undo_cap = cap;
-	}
+	if (s->txn_rev && undo_reserve(s))
+		goto nomem;
 	if (n->nvers == n->cap) {
 		uint32_t cap = n->cap ? n->cap * 2 : 2;
 		struct version *nv;
@@ -430,9 +463,11 @@ int node_push(struct store *s, struct node *n, struct version *v, bool created)
 	}
 	n->vers[n->nvers++] = *v;
 	s->size += version_bytes(n, v);
-	top_changed(s, n, was, was_ino, !v->tomb, v->ino);
-	if (s->txn_rev)
+	top_changed(s, n, was, was_ino, !v->tomb, v->ino, v->lease);
+	if (s->txn_rev) {
 		s->undo[s->nundo++] = (struct undo_rec){ .node = n, .created = created };
+		s->txn_pushes++;
+	}
 	return 0;
 
 nomem:
@@ -448,8 +483,25 @@ void node_pop(struct store *s, struct node *n)
 	const struct version *top = n->nvers ? &n->vers[n->nvers - 1] : NULL;
 
 	s->size -= version_bytes(n, &v);
-	top_changed(s, n, !v.tomb, v.ino, top && !top->tomb, top ? top->ino : 0);
+	top_changed(s, n, !v.tomb, v.ino, top && !top->tomb, top ? top->ino : 0,
+		    top ? top->lease : 0);
 	version_release(&v);
+}
+
+int undo_reserve(struct store *s)
+{
+	size_t cap;
+	struct undo_rec *u;
+
+	if (s->nundo < s->undo_cap)
+		return 0;
+	cap = s->undo_cap ? s->undo_cap * 2 : 64;
+	u = realloc(s->undo, cap * sizeof(*u));
+	if (!u)
+		return QFS_ENOMEM;
+	s->undo = u;
+	s->undo_cap = cap;
+	return 0;
 }
 
 /* ---- Whole state --------------------------------------------------------------- */
@@ -462,6 +514,9 @@ int state_init(struct store *s, bool with_root_version)
 		.value = &empty_blob, .mode = 0755, .type = STORE_DIR,
 	};
 
+	RB_INIT(&s->leases);
+	memset(&s->events, 0, sizeof(s->events));
+	s->cluster_time = 0;
 	s->ino_nbuckets = 64;
 	s->ino_buckets = calloc(s->ino_nbuckets, sizeof(*s->ino_buckets));
 	root = calloc(1, sizeof(*root));
@@ -518,7 +573,8 @@ void state_free(struct store *s)
 
 	if (!s->root)
 		return;
-	/* Post-order, so every node is childless when freed. */
+	/* Post-order, so every node is childless when freed. Nodes detach
+	 * from their leases as they go, so leases are freed after. */
 	n = descend(s->root);
 	while (n) {
 		struct node *next = node_next_postorder(s->root, n);
@@ -526,6 +582,8 @@ void state_free(struct store *s)
 		node_free(s, n);
 		n = next;
 	}
+	leases_free(s);
+	events_free(&s->events);
 	free(s->ino_buckets);
 	s->root = NULL;
 	s->ino_buckets = NULL;

@@ -5,6 +5,11 @@
  * log is popped in reverse and the store is exactly as before. On success
  * the versions an op wrote over another op's version of the same revision
  * are squashed, so a key has at most one version per revision.
+ *
+ * Lease ops (store.h "Leases") change the lease table through lease.c,
+ * which logs those changes in the same undo log; a key's attachment follows
+ * its current version by itself. At commit the revision's changed keys go
+ * to the event index (events.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +146,12 @@ static int push_tomb(struct store *s, struct node *n, const struct version *cur)
 	return node_push(s, n, &t, false);
 }
 
+/* "touch or write renews": a change to a key renews the lease it is on. */
+static int renew_attached(struct store *s, const struct node *n)
+{
+	return n->lease_of ? lease_renew(s, n->lease_of) : 0;
+}
+
 static int op_put(struct store *s, const struct store_op *op)
 {
 	struct node *parent, *n;
@@ -175,6 +186,11 @@ static int op_put(struct store *s, const struct store_op *op)
 		cur = node_cur(n);
 	if (cur && cur->type != op->ftype)
 		return cur->type == STORE_DIR ? QFS_EISDIR : QFS_EINVAL;
+	if (cur) {
+		rc = renew_attached(s, n);
+		if (rc)
+			return rc;
+	}
 	blob = blob_create(op->value, op->value_len);
 	if (!blob)
 		return QFS_ENOMEM;
@@ -188,10 +204,32 @@ static int op_put(struct store *s, const struct store_op *op)
 	return node_push(s, n, &v, false);
 }
 
+/* Tombstones the live key n and its live subtree. */
+static int delete_subtree(struct store *s, struct node *n)
+{
+	struct node *x = n;
+	int rc;
+
+	/* Tombstones do not change the tree's shape, so walking on is safe. */
+	while (x) {
+		const struct version *xv = node_cur(x);
+
+		if (!xv) {
+			x = node_skip_subtree(n, x);
+			continue;
+		}
+		rc = push_tomb(s, x, xv);
+		if (rc)
+			return rc;
+		x = node_next_preorder(n, x);
+	}
+	return 0;
+}
+
 static int op_delete(struct store *s, const struct store_op *op)
 {
 	const struct version *cur;
-	struct node *n, *x;
+	struct node *n;
 	int rc;
 
 	rc = store_key_check(op->key);
@@ -211,21 +249,7 @@ static int op_delete(struct store *s, const struct store_op *op)
 		return QFS_EISDIR;
 	if (n->nlive && !(op->flags & STORE_DEL_RECURSIVE))
 		return QFS_ENOTEMPTY;
-	/* Tombstones do not change the tree's shape, so walking on is safe. */
-	x = n;
-	while (x) {
-		const struct version *xv = node_cur(x);
-
-		if (!xv) {
-			x = node_skip_subtree(n, x);
-			continue;
-		}
-		rc = push_tomb(s, x, xv);
-		if (rc)
-			return rc;
-		x = node_next_preorder(n, x);
-	}
-	return 0;
+	return delete_subtree(s, n);
 }
 
 /* ---- Rename -------------------------------------------------------------------- */
@@ -420,6 +444,8 @@ static int op_setattr(struct store *s, const struct store_op *op)
 	rc = store_key_check(op->key);
 	if (!rc)
 		rc = find_live(s, op->key, &n, &cur);
+	if (!rc)
+		rc = renew_attached(s, n);
 	if (rc)
 		return rc;
 	v = next_version(s, cur);
@@ -483,6 +509,11 @@ static int op_xattr(struct store *s, const struct store_op *op)
 	}
 	if (op->type == STORE_OP_SETXATTR && (op->flags & STORE_XATTR_CREATE) && idx >= 0)
 		return QFS_EEXIST;
+	if (op->type == STORE_OP_SETXATTR) {
+		rc = renew_attached(s, n);
+		if (rc)
+			return rc;
+	}
 
 	ents = malloc((nold + 1) * sizeof(*ents));
 	if (!ents)
@@ -518,6 +549,67 @@ static int op_xattr(struct store *s, const struct store_op *op)
 		version_release(&v);
 		return rc;
 	}
+	return node_push(s, n, &v, false);
+}
+
+/* ---- Leases ---------------------------------------------------------------------- */
+
+/* Deletes every key on lease l (with its subtree), then l: one revision,
+ * whatever the number of keys, since they are all of this transaction. */
+static int revoke(struct store *s, struct lease *l)
+{
+	struct node *n;
+	int rc;
+
+	/* Each delete detaches at least n, so this ends. */
+	while ((n = RB_MIN(lease_keys, &l->keys))) {
+		rc = delete_subtree(s, n);
+		if (rc)
+			return rc;
+	}
+	return lease_remove(s, l);
+}
+
+static int op_lease(struct store *s, const struct store_op *op)
+{
+	struct lease *l;
+
+	if (op->type == STORE_OP_LEASE_GRANT)
+		return lease_grant(s, op->lease_id, op->ttl_ms);
+	l = lease_find(s, op->lease_id);
+	switch (op->type) {
+	case STORE_OP_LEASE_RENEW:
+		return l ? lease_renew(s, l) : QFS_ENOENT;
+	case STORE_OP_LEASE_REVOKE:
+		return l ? revoke(s, l) : QFS_ENOENT;
+	case STORE_OP_LEASE_EXPIRE:
+		/* A renewal after the leader saw it expire wins the race. */
+		return l && l->gen == op->lease_gen ? revoke(s, l) : 0;
+	default:
+		return QFS_EINVAL;
+	}
+}
+
+static int op_attach(struct store *s, const struct store_op *op)
+{
+	const struct version *cur;
+	struct version v;
+	struct node *n;
+	int rc;
+
+	rc = store_key_check(op->key);
+	if (rc)
+		return rc;
+	/* Expiry deletes the key: "/" cannot be. */
+	if (strcmp(op->key, "/") == 0)
+		return QFS_EPERM;
+	if (op->lease_id && !lease_find(s, op->lease_id))
+		return QFS_ENOENT;
+	rc = find_live(s, op->key, &n, &cur);
+	if (rc)
+		return rc;
+	v = next_version(s, cur);
+	v.lease = op->lease_id;
 	return node_push(s, n, &v, false);
 }
 
@@ -574,6 +666,15 @@ num:
 
 static int op_apply(struct store *s, const struct store_op *op)
 {
+	switch (op->type) {
+	case STORE_OP_LEASE_GRANT:
+	case STORE_OP_LEASE_RENEW:
+	case STORE_OP_LEASE_REVOKE:
+	case STORE_OP_LEASE_EXPIRE:
+		return op_lease(s, op);
+	default:
+		break;
+	}
 	if (!op->key)
 		return QFS_EINVAL;
 	switch (op->type) {
@@ -588,8 +689,11 @@ static int op_apply(struct store *s, const struct store_op *op)
 	case STORE_OP_SETXATTR:
 	case STORE_OP_RMXATTR:
 		return op_xattr(s, op);
+	case STORE_OP_LEASE_ATTACH:
+		return op_attach(s, op);
+	default:
+		return QFS_EINVAL;
 	}
-	return QFS_EINVAL;
 }
 
 static void undo_all(struct store *s)
@@ -597,27 +701,43 @@ static void undo_all(struct store *s)
 	while (s->nundo) {
 		struct undo_rec u = s->undo[--s->nundo];
 
+		if (u.kind != UNDO_PUSH) {
+			lease_undo(s, &u);
+			continue;
+		}
 		node_pop(s, u.node);
 		if (u.created)
 			node_free(s, u.node);
 	}
+	s->txn_pushes = 0;
+}
+
+/* Frees the leases the transaction removed (kept until now for undo). */
+static void commit_leases(struct store *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nundo; i++)
+		if (s->undo[i].kind != UNDO_PUSH)
+			lease_commit(&s->undo[i]);
 }
 
 /* Keeps only the last version each node got at this revision, drops
- * keys created and deleted within it, frees nodes left empty. */
+ * keys created and deleted within it, records the revision's events (room
+ * reserved by the caller), frees nodes left empty. */
 static void squash(struct store *s)
 {
 	uint64_t rev = s->txn_rev;
-	size_t i, n = 0;
+	size_t i, n = 0, ev;
 
 	for (i = 0; i < s->nundo; i++) {
 		struct node *x = s->undo[i].node;
 		uint32_t k;
 
-		if (x->mark == rev)
+		if (s->undo[i].kind != UNDO_PUSH || x->mark == rev)
 			continue;
 		x->mark = rev;
-		s->undo[n++].node = x;
+		s->undo[n++] = (struct undo_rec){ .node = x };
 		k = x->nvers;
 		while (k > 0 && x->vers[k - 1].mod_rev == rev)
 			k--;
@@ -637,6 +757,14 @@ static void squash(struct store *s)
 			x->nvers = k;
 		}
 	}
+	ev = events_begin(s);
+	for (i = 0; i < n; i++) {
+		struct node *x = s->undo[i].node;
+
+		if (x->nvers && x->vers[x->nvers - 1].mod_rev == rev)
+			events_push(s, x);
+	}
+	events_end(s, rev, ev);
 	/* Reverse order: children are listed after the parents they need. */
 	while (n > 0) {
 		struct node *x = s->undo[--n].node;
@@ -645,6 +773,11 @@ static void squash(struct store *s)
 			node_free(s, x);
 	}
 	s->nundo = 0;
+}
+
+static bool frees(enum store_op_type t)
+{
+	return t == STORE_OP_DELETE || t == STORE_OP_LEASE_REVOKE || t == STORE_OP_LEASE_EXPIRE;
 }
 
 void txn_apply(struct store *s, const struct store_txn *t, int64_t time_ns,
@@ -663,14 +796,19 @@ void txn_apply(struct store *s, const struct store_txn *t, int64_t time_ns,
 	s->txn_rev = s->rev + 1;
 	s->txn_time = time_ns;
 	s->txn_created = 0;
+	s->txn_pushes = 0;
 	s->nundo = 0;
 	for (i = 0; i < nops; i++) {
 		uint64_t before = s->size;
 		int rc = op_apply(s, &ops[i]);
 
-		if (!rc && s->cfg.quota_bytes && ops[i].type != STORE_OP_DELETE &&
+		/* Deletes, revokes and expiries must work over quota. */
+		if (!rc && s->cfg.quota_bytes && !frees(ops[i].type) &&
 		    s->size > s->cfg.quota_bytes && s->size > before)
 			rc = QFS_ENOSPC;
+		/* Only this can fail at commit: reserve before. */
+		if (!rc && i + 1 == nops && s->txn_pushes)
+			rc = events_reserve(s, s->txn_pushes);
 		if (rc) {
 			undo_all(s);
 			res->err = rc;
@@ -678,10 +816,13 @@ void txn_apply(struct store *s, const struct store_txn *t, int64_t time_ns,
 			goto out;
 		}
 	}
-	if (s->nundo) {
+	commit_leases(s);
+	if (s->txn_pushes) {
 		squash(s);
 		s->rev = s->txn_rev;
 	}
+	s->nundo = 0;
+	s->txn_pushes = 0;
 out:
 	res->revision = s->rev;
 	s->txn_rev = 0;

@@ -1,6 +1,7 @@
 /*
- * Unit tests of the entry codec (store/entry.c): round trips, the stamp, and
- * decoding of every truncation and of random corruptions of valid entries.
+ * Unit tests of the entry codec (store/entry.c): round trips (lease ops
+ * included), the stamp, and decoding of every truncation and of random
+ * corruptions of valid entries.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,9 +28,17 @@ static const struct store_op sample_then[] = {
 	{ .type = STORE_OP_SETATTR, .key = "/b", .flags = STORE_ATTR_MTIME, .mtime_ns = -5 },
 };
 
+/* Lease ops: keyless ones encode a NULL key as "" (decoded as ""). */
 static const struct store_op sample_else[] = {
 	{ .type = STORE_OP_DELETE, .key = "/z", .flags = STORE_DEL_RECURSIVE },
+	{ .type = STORE_OP_LEASE_GRANT, .key = "", .lease_id = 0xfedcba9876543210ull,
+	  .ttl_ms = 1500 },
+	{ .type = STORE_OP_LEASE_ATTACH, .key = "/z/k", .lease_id = 7 },
+	{ .type = STORE_OP_LEASE_EXPIRE, .key = "", .lease_id = 7, .lease_gen = 0x8000000000000001ull },
+	{ .type = STORE_OP_LEASE_RENEW, .key = "", .lease_id = 1, .ttl_ms = -1 },
+	{ .type = STORE_OP_LEASE_REVOKE, .key = "", .lease_id = UINT64_MAX },
 };
+#define NELSE (sizeof(sample_else) / sizeof(sample_else[0]))
 
 static struct entry sample_entry(void)
 {
@@ -41,7 +50,7 @@ static struct entry sample_entry(void)
 		.txn = {
 			.cmps = sample_cmps, .ncmps = 2,
 			.then_ops = sample_then, .nthen = 4,
-			.else_ops = sample_else, .nelse = 1,
+			.else_ops = sample_else, .nelse = NELSE,
 		},
 	};
 	return e;
@@ -84,6 +93,9 @@ static void assert_ops_equal(const struct store_op *a, const struct store_op *b,
 		assert_bytes(a[i].value, a[i].value_len, b[i].value, b[i].value_len);
 		assert_str_or_null(a[i].dst, b[i].dst);
 		assert_str_or_null(a[i].xname, b[i].xname);
+		assert_int_equal(a[i].lease_id, b[i].lease_id);
+		assert_int_equal(a[i].ttl_ms, b[i].ttl_ms);
+		assert_int_equal(a[i].lease_gen, b[i].lease_gen);
 	}
 }
 
@@ -103,7 +115,7 @@ static void test_roundtrip_txn(void **state)
 	assert_int_equal(d->time_ns, 123456789);
 	assert_int_equal(d->txn.ncmps, 2);
 	assert_int_equal(d->txn.nthen, 4);
-	assert_int_equal(d->txn.nelse, 1);
+	assert_int_equal(d->txn.nelse, NELSE);
 	for (i = 0; i < 2; i++) {
 		assert_int_equal(d->txn.cmps[i].target, sample_cmps[i].target);
 		assert_int_equal(d->txn.cmps[i].op, sample_cmps[i].op);
@@ -113,7 +125,7 @@ static void test_roundtrip_txn(void **state)
 			     sample_cmps[i].value, sample_cmps[i].value_len);
 	}
 	assert_ops_equal(d->txn.then_ops, sample_then, 4);
-	assert_ops_equal(d->txn.else_ops, sample_else, 1);
+	assert_ops_equal(d->txn.else_ops, sample_else, NELSE);
 	/* The decoded entry owns its bytes: the input can go. */
 	qbuf_close(&b);
 	assert_string_equal(d->txn.then_ops[1].dst, "/b");
@@ -191,7 +203,8 @@ static void test_stamp_time(void **state)
 static void test_encode_rejects(void **state)
 {
 	struct store_op bad_key = { .type = STORE_OP_PUT, .key = NULL, .ftype = STORE_FILE };
-	struct store_op bad_type = { .type = 9, .key = "/a" };
+	struct store_op bad_type = { .type = STORE_OP_LEASE_EXPIRE + 1, .key = "/a" };
+	struct store_op attach_nokey = { .type = STORE_OP_LEASE_ATTACH, .lease_id = 1 };
 	struct store_cmp bad_cmp = { .target = 7, .op = STORE_CMP_EQ, .key = "/a" };
 	struct entry e = { .type = ENTRY_TXN };
 	struct qbuf b;
@@ -203,6 +216,8 @@ static void test_encode_rejects(void **state)
 	assert_int_equal(entry_encode(&e, &b), QFS_EINVAL);
 	e.txn.then_ops = &bad_type;
 	assert_int_equal(entry_encode(&e, &b), QFS_EINVAL);
+	e.txn.then_ops = &attach_nokey;
+	assert_int_equal(entry_encode(&e, &b), QFS_EINVAL);
 	e.txn.nthen = 0;
 	e.txn.cmps = &bad_cmp;
 	e.txn.ncmps = 1;
@@ -213,6 +228,29 @@ static void test_encode_rejects(void **state)
 	assert_int_equal(entry_encode(&e, &b), QFS_EINVAL);
 	/* Nothing was appended by the refused encodes. */
 	assert_int_equal(b.len, 0);
+	qbuf_close(&b);
+}
+
+/* Keyless lease ops may leave key NULL; they decode with key "". */
+static void test_lease_ops_null_key(void **state)
+{
+	struct store_op ops[] = {
+		{ .type = STORE_OP_LEASE_GRANT, .lease_id = 5, .ttl_ms = 3000 },
+		{ .type = STORE_OP_LEASE_REVOKE, .lease_id = 5 },
+	};
+	struct entry e = { .type = ENTRY_TXN, .txn = { .then_ops = ops, .nthen = 2 } }, *d;
+	struct qbuf b;
+
+	(void)state;
+	encode(&e, &b);
+	assert_int_equal(entry_decode(b.data, b.len, &d), 0);
+	assert_int_equal(d->txn.nthen, 2);
+	assert_string_equal(d->txn.then_ops[0].key, "");
+	assert_int_equal(d->txn.then_ops[0].type, STORE_OP_LEASE_GRANT);
+	assert_int_equal(d->txn.then_ops[0].lease_id, 5);
+	assert_int_equal(d->txn.then_ops[0].ttl_ms, 3000);
+	assert_int_equal(d->txn.then_ops[1].type, STORE_OP_LEASE_REVOKE);
+	free(d);
 	qbuf_close(&b);
 }
 
@@ -228,11 +266,28 @@ static void test_decode_rejects(void **state)
 	copy = malloc(b.len + 1);
 	assert_non_null(copy);
 
-	/* wrong format version, bad type */
+	/* wrong format version (the one before leases too), bad type */
 	memcpy(copy, b.data, b.len);
-	copy[0] = 2;
+	copy[0] = ENTRY_VERSION + 1;
 	assert_int_equal(entry_decode(copy, b.len, &d), QFS_EMSG);
 	assert_null(d);
+	copy[0] = 1;
+	assert_int_equal(entry_decode(copy, b.len, &d), QFS_EMSG);
+	/* an op type past the last lease op, in the last op (all its strings
+	 * empty: a fixed size from its type byte to the end) */
+	memcpy(copy, b.data, b.len);
+	{
+		size_t last = b.len - (1 + 4 + 4 + 1 + 4 * 3 + 8 + 4 + 4 + 4 + 24);
+
+		assert_int_equal(copy[last], STORE_OP_LEASE_REVOKE);
+		copy[last] = STORE_OP_LEASE_EXPIRE + 1;
+		assert_int_equal(entry_decode(copy, b.len, &d), QFS_EMSG);
+		copy[last] = STORE_OP_LEASE_EXPIRE;
+		assert_int_equal(entry_decode(copy, b.len, &d), 0);
+		assert_int_equal(d->txn.else_ops[NELSE - 1].type, STORE_OP_LEASE_EXPIRE);
+		assert_int_equal(d->txn.else_ops[NELSE - 1].lease_id, UINT64_MAX);
+		free(d);
+	}
 	memcpy(copy, b.data, b.len);
 	copy[1] = 3;
 	assert_int_equal(entry_decode(copy, b.len, &d), QFS_EMSG);
@@ -333,6 +388,7 @@ int main(void)
 	    cmocka_unit_test(test_roundtrip_member),
 		cmocka_unit_test(test_stamp_time),
 		cmocka_unit_test(test_encode_rejects),
+		cmocka_unit_test(test_lease_ops_null_key),
 		cmocka_unit_test(test_decode_rejects),
 		cmocka_unit_test(test_decode_truncations),
 		cmocka_unit_test(test_decode_garbled),
