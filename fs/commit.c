@@ -21,8 +21,7 @@ struct pending_commit {
 	char *key;
 };
 
-static void reply_entry(struct fs *fs, fuse_req_t req, const char *key,
-			struct fuse_file_info *fi)
+void fs_reply_entry(struct fs *fs, fuse_req_t req, const char *key, struct fuse_file_info *fi)
 {
 	struct fuse_entry_param e;
 	struct store_kv kv;
@@ -105,9 +104,9 @@ static void finish(void *arg, int err, const struct store_result *res)
 			fs_handle_free(fs, cr->h);
 		fs_reply_qfs_err(cr->req, err);
 	} else if (cr->reply == REPLY_ENTRY) {
-		reply_entry(fs, cr->req, pc->key, NULL);
+		fs_reply_entry(fs, cr->req, pc->key, NULL);
 	} else if (cr->reply == REPLY_CREATE) {
-		reply_entry(fs, cr->req, pc->key, &cr->fi);
+		fs_reply_entry(fs, cr->req, pc->key, &cr->fi);
 	} else if (cr->reply == REPLY_ATTR) {
 		reply_attr(fs, cr->req, cr->ino, pc->key, cr->h);
 	} else if (cr->reply == REPLY_FLUSH) {
@@ -136,7 +135,7 @@ void fs_commit(struct fs *fs, const struct commit_req *cr, const struct store_tx
 	pc->cr = *cr;
 	pc->cr.key = NULL;
 	e.txn = *txn;
-	rv = server_propose(fs->srv, &e, finish, pc);
+	rv = server_propose_mount(fs->srv, &e, finish, pc);
 	if (rv == 0)
 		return;
 err:

@@ -126,6 +126,33 @@ static void reply_open_handle(fuse_req_t req, struct fuse_file_info *fi, struct 
 		fs_handle_free(fs, h);
 }
 
+/* A replay (remote.c) opens keys that exist already: a handle that reads
+ * the current value and commits nothing. */
+static struct handle *replay_handle(struct fs *fs, uint64_t nodeid, const char *key,
+				    struct fuse_file_info *fi)
+{
+	struct store_kv kv;
+	struct handle *h = NULL;
+
+	if (store_get(server_store(fs->srv), key, 0, &kv) == 0 &&
+	    (h = fs_handle_new(nodeid ? nodeid : kv.ino, fi->flags, store_blob_ref(kv.value))))
+		h->replay = true;
+	fi->direct_io = 1;
+	fi->fh = (uintptr_t)h;
+	return h;
+}
+
+static void replay_create(struct fs *fs, fuse_req_t req, const char *key,
+			  struct fuse_file_info *fi)
+{
+	server_rdlock(fs->srv);
+	if (replay_handle(fs, 0, key, fi))
+		fs_reply_entry(fs, req, key, fi);
+	else
+		fuse_reply_err(req, ENOENT);
+	server_unlock(fs->srv);
+}
+
 void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
@@ -141,10 +168,15 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fuse_entry_param e;
 	struct store_kv kv, dir;
 	struct handle *h;
+	uint64_t before;
 	int rv = fs_change_target(fs, parent, name, key);
 
 	if (rv) {
 		fs_reply_change_err(req, rv, parent);
+		return;
+	}
+	if (fs_replaying(fs, req, &before)) {
+		replay_create(fs, req, key, fi);
 		return;
 	}
 	if (!S_ISREG(mode)) {
@@ -306,7 +338,22 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	struct deferred_open *d;
+	struct target t;
+	uint64_t before;
 	int rv;
+
+	if (fs_replaying(fs, req, &before)) {
+		server_rdlock(fs->srv);
+		rv = fs_resolve(fs, ino, &t);
+		if (rv == 0 && !replay_handle(fs, ino, t.key, fi))
+			rv = QFS_ENOENT;
+		server_unlock(fs->srv);
+		if (rv)
+			fs_reply_qfs_err(req, rv);
+		else
+			reply_open_handle(req, fi, (struct handle *)fi->fh);
+		return;
+	}
 
 	if (fs->cfg->consistency != CONSISTENCY_LINEARIZABLE || ino <= NODE_CTL_MAX ||
 	    (ino & (NODE_REV_BIT | NODE_PENDING_BIT)) || server_reads_local(fs->srv)) {
@@ -362,6 +409,10 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	int rv;
 
 	(void)ino;
+	if (h->replay) { /* applied already */
+		fuse_reply_write(req, size);
+		return;
+	}
 	pthread_mutex_lock(&h->mu);
 	rv = h->failed;
 	if (rv == 0 && (h->flags & O_APPEND))
@@ -406,8 +457,10 @@ static void commit_handle(fuse_req_t req, struct handle *h, enum commit_reply re
 	struct target t;
 	uint8_t *value = NULL;
 	size_t len = 0;
-	int rv;
+	int rv = 0;
 
+	if (h->replay)
+		goto done;
 	if (h->nodeid & NODE_PENDING_BIT) {
 		struct pending_info pi;
 

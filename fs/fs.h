@@ -19,6 +19,7 @@
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -49,6 +50,8 @@ struct fs {
 	bool thread_done; /* atomic: the FUSE loop has ended */
 	struct nodes *nodes;
 	struct inval *inval;
+	char mount_abs[PATH_MAX];
+	uint64_t replay_before; /* atomic: the revision a replay answers lookups from */
 };
 
 /* What a node id stands for, resolved with the key copied out. */
@@ -74,6 +77,7 @@ struct handle {
 	int idle_flushes;         /* flushes seen while dirty without a write */
 	int failed;               /* sticky QFS_E* (EFBIG): flush commits nothing */
 	uint64_t cache_ino;       /* != 0: a page cache user of this ino (nodes.c) */
+	bool replay;              /* opened by a replay: commits nothing (remote.c) */
 	uint8_t *text;            /* ctl files: generated content */
 	size_t text_len;
 };
@@ -144,6 +148,9 @@ struct commit_req {
 	struct fuse_file_info fi; /* REPLY_CREATE */
 	uint64_t pending;    /* node id of a pending file this commit creates */
 };
+/* Answers req with key's entry (fuse_reply_create when fi is given, taking
+ * the handle fi->fh). The caller holds the read lock or is the loop thread. */
+void fs_reply_entry(struct fs *fs, fuse_req_t req, const char *key, struct fuse_file_info *fi);
 /* Proposes txn; the request is answered exactly once (also on failure). */
 void fs_commit(struct fs *fs, const struct commit_req *cr, const struct store_txn *txn);
 
@@ -176,6 +183,11 @@ void ctl_readdir(struct fs *fs, fuse_req_t req, uint64_t nodeid, size_t size, of
 /* ---- remote.c: kernel caches follow changes made through other members --- */
 void fs_remote_applied(void *arg, const uint8_t *entry, size_t len,
 		       const struct store_result *res);
+/* True when req comes from the replay of a change already applied; *before
+ * is the revision to answer lookups from. Such requests change nothing. */
+bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before);
+/* key as of revision before (0: the empty store), for a replay's lookups. */
+int fs_lookup_before(struct fs *fs, const char *key, uint64_t before, struct store_kv *kv);
 
 /* ---- mount.c --------------------------------------------------------------- */
 int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg);

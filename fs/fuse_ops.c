@@ -155,8 +155,12 @@ static int node_stat(struct fs *fs, uint64_t nodeid, struct handle *h, struct st
 
 /* ---- Names ------------------------------------------------------------------ */
 
-/* Resolves name in parent into e. Store reads under the read lock. */
-static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+#define NOT_REPLAY UINT64_MAX
+
+/* Resolves name in parent into e; before != NOT_REPLAY: as of that revision,
+ * for a replay (remote.c). Store reads under the read lock. */
+static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t before,
+		      struct fuse_entry_param *e)
 {
 	struct pending_info pi;
 	struct store_kv kv;
@@ -185,6 +189,13 @@ static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, struct
 			rv = QFS_ENOMEM;
 		if (rv == 0)
 			fs_kv_stat(fs, &kv, e->ino, true, &e->attr);
+	} else if (rv == 0 && before != NOT_REPLAY) {
+		rv = fs_lookup_before(fs, key, before, &kv);
+		if (rv == 0) {
+			e->ino = kv.ino;
+			fs_kv_stat(fs, &kv, kv.ino, false, &e->attr);
+			e->attr_timeout = e->entry_timeout = 0; /* the state after comes next */
+		}
 	} else if (rv == 0) {
 		e->ino = nodes_pending_find(fs->nodes, key, true);
 		if (e->ino) {
@@ -228,7 +239,8 @@ static void deferred_lookup_ready(void *arg, int err)
 	struct deferred_lookup *d = arg;
 	struct fuse_entry_param e;
 
-	reply_lookup(d->req, err ? err : lookup_now(d->fs, d->parent, d->name, &e), &e);
+	reply_lookup(d->req, err ? err : lookup_now(d->fs, d->parent, d->name, NOT_REPLAY, &e),
+		     &e);
 	free(d);
 }
 
@@ -237,9 +249,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = FS(req);
 	struct fuse_entry_param e;
 	struct deferred_lookup *d;
-	int rv = lookup_now(fs, parent, name, &e);
+	uint64_t before = NOT_REPLAY;
+	bool replay = fs_replaying(fs, req, &before);
+	int rv = lookup_now(fs, parent, name, before, &e);
 
-	if (rv != QFS_ENOENT || fs->cfg->consistency != CONSISTENCY_LINEARIZABLE ||
+	if (rv != QFS_ENOENT || replay || fs->cfg->consistency != CONSISTENCY_LINEARIZABLE ||
 	    (parent != STORE_ROOT_INO && parent <= NODE_CTL_MAX) || (parent & NODE_REV_BIT) ||
 	    server_reads_local(fs->srv) ||
 	    !(d = malloc(sizeof(*d) + strlen(name) + 1))) {
@@ -318,10 +332,17 @@ static void create_absent(fuse_req_t req, fuse_ino_t parent, const char *name,
 			      .mode = mode & 07777, .uid = ctx->uid, .gid = ctx->gid};
 	struct store_txn txn = {.cmps = &cmp, .ncmps = 1, .then_ops = &op, .nthen = 1};
 	struct commit_req cr = {.reply = REPLY_ENTRY, .req = req, .key = key};
+	uint64_t before;
 	int rv = fs_change_target(fs, parent, name, key);
 
 	if (rv) {
 		fs_reply_change_err(req, rv, parent);
+		return;
+	}
+	if (fs_replaying(fs, req, &before)) {
+		server_rdlock(fs->srv);
+		fs_reply_entry(fs, req, key, NULL);
+		server_unlock(fs->srv);
 		return;
 	}
 	if (value) {
@@ -367,11 +388,15 @@ static void remove_key(fuse_req_t req, fuse_ino_t parent, const char *name, uint
 	struct store_op op = {.type = STORE_OP_DELETE, .key = key, .flags = flags};
 	struct store_txn txn = {.then_ops = &op, .nthen = 1};
 	struct commit_req cr = {.reply = REPLY_ERR, .req = req};
-	uint64_t pending;
+	uint64_t pending, before;
 	int rv = fs_change_target(fs, parent, name, key);
 
 	if (rv) {
 		fs_reply_change_err(req, rv, parent);
+		return;
+	}
+	if (fs_replaying(fs, req, &before)) { /* applied already */
+		fuse_reply_err(req, 0);
 		return;
 	}
 	if (flags & STORE_DEL_NOTDIR) {
@@ -417,8 +442,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct store_op ops[2];
 	struct store_txn txn = {.then_ops = ops};
 	struct commit_req cr = {.reply = REPLY_ERR, .req = req, .key = dst};
+	uint64_t before;
 	int rv;
 
+	if (fs_replaying(fs, req, &before)) { /* applied already */
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -521,10 +551,19 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	uint32_t mask = 0;
 	struct target t;
 	struct stat st;
+	uint64_t before;
 	int rv;
 
 	if (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX) {
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (fs_replaying(fs, req, &before)) { /* applied already: the state now */
+		rv = node_stat(fs, ino, h, &st);
+		if (rv)
+			fs_reply_qfs_err(req, rv);
+		else
+			fuse_reply_attr(req, &st, 0);
 		return;
 	}
 	server_rdlock(fs->srv);

@@ -11,10 +11,15 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct inval;
 
 int inval_create(struct fuse_session *se, struct inval **out);
+
+/* The thread id of the invalidation thread: requests it makes through the
+ * mount (replays of remote changes, see remote.c) carry it. */
+pid_t inval_tid(const struct inval *iv);
 /* Carries out everything queued (answering its requests), then stops. */
 void inval_destroy(struct inval *iv);
 

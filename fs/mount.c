@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -72,6 +73,11 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 	snprintf(opts, sizeof(opts), "fsname=quorumfs,subtype=quorumfs,default_permissions%s%s",
 		 cfg->kernel_opts ? "," : "", cfg->kernel_opts ? cfg->kernel_opts : "");
 	detach_stale_mount(cfg->mount);
+	if (!realpath(cfg->mount, fs->mount_abs)) {
+		fprintf(stderr, "quorumfs: mount point %s: %s\n", cfg->mount, strerror(errno));
+		rv = QFS_EINVAL;
+		goto err_nodes;
+	}
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!fs->se) {
 		fprintf(stderr, "quorumfs: bad mount options '%s'\n", opts);

@@ -1,16 +1,80 @@
 /*
- * Changes made through other members reach this one as applied entries, not
- * through its kernel: the kernel may still cache the old names, attributes
- * and pages. For every key a remote transaction touched, drop the kernel's
- * dentry (so a lookup sees creates, deletes and renames) and the inode's
- * attributes and pages (so a read sees the new size and bytes). The notify
- * calls run on the invalidation thread (inval.c).
+ * Changes this member's kernel did not see (made through other members, the
+ * client port or the lease keeper) reach it as applied entries. For every
+ * key such a transaction touched:
+ *  1. drop the kernel's dentry and the inode's attributes and pages, so
+ *     lookups and reads see the new state;
+ *  2. replay the change through our own mount, so inotify watchers here see
+ *     it (FUSE notify calls emit no inotify events; only VFS operations do).
+ * Both run on the invalidation thread, in order. The replay's requests carry
+ * that thread's tid: handlers answer lookups from the revision before the
+ * change (a deleted name still resolves, a created one does not yet) and
+ * change nothing (fs_replaying()).
+ *
+ * The replay is the net effect per key between the revision before and the
+ * one the transaction made: created (file, dir, symlink), deleted, modified,
+ * attributes changed; a rename is replayed as a rename.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "../common/errors.h"
+#include "../common/log.h"
 #include "fs.h"
+
+enum step_kind { CREATE_FILE, MKDIR, SYMLINK, MODIFY, ATTRIB, UNLINK, RMDIR, RENAME };
+
+struct step {
+	enum step_kind kind;
+	char *key, *key2; /* RENAME destination; SYMLINK target */
+	unsigned flags;   /* RENAME flags */
+	uint64_t size;
+	uint32_t mode;
+};
+
+struct replay {
+	struct fs *fs;
+	uint64_t before; /* the revision before the change */
+	struct step *steps;
+	size_t n, cap;
+};
+
+static void add(struct replay *r, enum step_kind kind, const char *key, const char *key2,
+		unsigned flags, const struct store_kv *kv)
+{
+	struct step *s;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		struct step *grown = realloc(r->steps, cap * sizeof(*grown));
+
+		if (!grown)
+			return; /* a lost inotify event, not lost data */
+		r->steps = grown;
+		r->cap = cap;
+	}
+	s = &r->steps[r->n];
+	memset(s, 0, sizeof(*s));
+	s->kind = kind;
+	s->key = strdup(key);
+	s->key2 = key2 ? strdup(key2) : NULL;
+	s->flags = flags;
+	if (kv) {
+		s->size = kv->value->len;
+		s->mode = kv->mode;
+	}
+	if (s->key && (!key2 || s->key2))
+		r->n++;
+	else
+		free(s->key);
+}
 
 /* Drops the dentry of key and, if the key exists now, its inode's caches.
  * Runs on the loop thread: it reads the store without a lock. */
@@ -32,10 +96,186 @@ static void forget_key(struct fs *fs, const char *key)
 	}
 }
 
+/* key as of revision rev, where revision 0 is the empty store (only "/");
+ * store_get() reads 0 as "now". */
+static int get_at(struct store *s, const char *key, uint64_t rev, struct store_kv *kv)
+{
+	if (rev == 0 && strcmp(key, "/") != 0)
+		return QFS_ENOENT;
+	return store_get(s, key, rev, kv);
+}
+
+/* Parents created by the same transaction come first (mkdir -p). */
+static void created_parents(struct replay *r, const char *key)
+{
+	struct store *s = server_store(r->fs->srv);
+	char path[STORE_KEY_MAX + 1];
+	struct store_kv kv;
+
+	for (const char *p = strchr(key + 1, '/'); p; p = strchr(p + 1, '/')) {
+		snprintf(path, sizeof(path), "%.*s", (int)(p - key), key);
+		if (get_at(s, path, r->before, &kv) != 0 && store_get(s, path, 0, &kv) == 0)
+			add(r, MKDIR, path, NULL, 0, &kv);
+	}
+}
+
+static int collect_delete(void *arg, const struct store_kv *kv)
+{
+	struct replay *r = arg;
+
+	add(r, kv->type == STORE_DIR ? RMDIR : UNLINK, kv->key, NULL, 0, kv);
+	return 0;
+}
+
+/* The net change of one key between r->before and now. */
+static void diff_key(struct replay *r, const char *key)
+{
+	struct store *s = server_store(r->fs->srv);
+	struct store_kv old, now;
+	bool had = get_at(s, key, r->before, &old) == 0;
+	bool has = store_get(s, key, 0, &now) == 0;
+	size_t first;
+
+	if (!had && has) {
+		created_parents(r, key);
+		add(r, now.type == STORE_DIR ? MKDIR : now.type == STORE_SYMLINK ? SYMLINK : CREATE_FILE,
+		    key, now.type == STORE_SYMLINK ? (const char *)now.value->data : NULL, 0, &now);
+	} else if (had && !has) {
+		/* A directory goes bottom-up: collect its subtree as it was, then
+		 * reverse it (store_range is top-down). */
+		first = r->n;
+		if (old.type == STORE_DIR)
+			store_range(s, key, r->before, collect_delete, r);
+		else
+			add(r, UNLINK, key, NULL, 0, &old);
+		for (size_t i = first, j = r->n; j > i + 1; i++, j--) {
+			struct step t = r->steps[i];
+
+			r->steps[i] = r->steps[j - 1];
+			r->steps[j - 1] = t;
+		}
+	} else if (had && has && now.mod_rev > r->before) {
+		bool content = now.type == STORE_FILE && (old.value != now.value || old.ino != now.ino);
+
+		add(r, content ? MODIFY : ATTRIB, key, NULL, 0, &now);
+	}
+}
+
+static bool seen(const struct store_op *ops, size_t i, const char *key)
+{
+	for (size_t j = 0; j < i; j++) {
+		if (strcmp(ops[j].key, key) == 0 || (ops[j].dst && strcmp(ops[j].dst, key) == 0))
+			return true;
+	}
+	return false;
+}
+
+static void replay_op(struct replay *r, const struct store_op *ops, size_t i)
+{
+	const struct store_op *op = &ops[i];
+	struct store_kv kv;
+
+	if (op->type == STORE_OP_RENAME) {
+		if (get_at(server_store(r->fs->srv), op->key, r->before, &kv) == 0)
+			add(r, RENAME, op->key, op->dst,
+			    op->flags & STORE_RENAME_EXCHANGE ? RENAME_EXCHANGE : 0, NULL);
+		else /* created and moved in one go (a pending file): a create */
+			diff_key(r, op->dst);
+	} else if (!seen(ops, i, op->key)) {
+		diff_key(r, op->key);
+	}
+}
+
+static void step_free(struct step *s)
+{
+	free(s->key);
+	free(s->key2);
+}
+
+static void replay_free(struct replay *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		step_free(&r->steps[i]);
+	free(r->steps);
+	free(r);
+}
+
+/* ---- On the invalidation thread ----------------------------------------- */
+
+static void path_of(const struct fs *fs, const char *key, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s%s", fs->mount_abs, key);
+}
+
+static void run_step(struct fs *fs, const struct step *s)
+{
+	char p[PATH_MAX + STORE_KEY_MAX], q[PATH_MAX + STORE_KEY_MAX];
+	int fd = -1, rv = 0;
+
+	path_of(fs, s->key, p, sizeof(p));
+	switch (s->kind) {
+	case CREATE_FILE:
+	case MODIFY:
+		fd = open(p, O_WRONLY | O_CLOEXEC | (s->kind == CREATE_FILE ? O_CREAT | O_EXCL : 0),
+			  s->mode & 07777);
+		rv = fd < 0 || ftruncate(fd, (off_t)s->size) != 0; /* IN_MODIFY */
+		if (fd >= 0)
+			close(fd); /* IN_CLOSE_WRITE */
+		break;
+	case MKDIR:
+		rv = mkdir(p, s->mode & 07777);
+		break;
+	case SYMLINK:
+		rv = symlink(s->key2, p);
+		break;
+	case ATTRIB:
+		rv = chmod(p, s->mode & 07777);
+		break;
+	case UNLINK:
+		rv = unlink(p);
+		break;
+	case RMDIR:
+		rv = rmdir(p);
+		break;
+	case RENAME:
+		path_of(fs, s->key2, q, sizeof(q));
+		rv = (int)syscall(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, s->flags);
+		break;
+	}
+	if (rv)
+		LOG_DEBUG("replay of a remote change to %s for inotify: %s", s->key, strerror(errno));
+}
+
+static void run(void *arg)
+{
+	struct replay *r = arg;
+
+	__atomic_store_n(&r->fs->replay_before, r->before, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < r->n; i++)
+		run_step(r->fs, &r->steps[i]);
+	replay_free(r);
+}
+
+int fs_lookup_before(struct fs *fs, const char *key, uint64_t before, struct store_kv *kv)
+{
+	return get_at(server_store(fs->srv), key, before, kv);
+}
+
+bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before)
+{
+	if (!fs->inval || fuse_req_ctx(req)->pid != inval_tid(fs->inval))
+		return false;
+	*before = __atomic_load_n(&fs->replay_before, __ATOMIC_ACQUIRE);
+	return true;
+}
+
+/* ---- The applied hook (loop thread) ------------------------------------------ */
+
 void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct store_result *res)
 {
 	struct fs *fs = arg;
 	const struct store_op *ops;
+	struct replay *r;
 	struct entry *e;
 	size_t n;
 
@@ -47,6 +287,16 @@ void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct 
 		forget_key(fs, ops[i].key);
 		if (ops[i].dst)
 			forget_key(fs, ops[i].dst);
+	}
+	r = calloc(1, sizeof(*r));
+	if (r && res->revision > 0) {
+		r->fs = fs;
+		r->before = res->revision - 1;
+		for (size_t i = 0; i < n; i++)
+			replay_op(r, ops, i);
+		inval_call(fs->inval, run, r);
+	} else {
+		free(r);
 	}
 	free(e);
 }
