@@ -14,8 +14,10 @@ Run as root from the repo root: /usr/bin/python3 -m pytest -q tests/e2e
 (after `make`; the binaries are taken from bin/).
 """
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -37,9 +39,21 @@ _started = []  # every Member of the session, for the last-resort sweep
 TEST_TIMEOUT = 120  # seconds per test; the whole suite takes well under that
 
 
+_own_basetemp = None
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    global _own_basetemp
     config.addinivalue_line(
         "markers", "expect_errors: the daemon is expected to log error-level lines")
+    # pytest's default basetemp, /tmp/pytest-of-USER/pytest-N, is shared by
+    # every pytest on the machine, and each one deletes the older numbered
+    # dirs: a concurrent run would rm -rf through our live mounts. Each run
+    # gets a private one instead (removed at the end when everything passed).
+    if not config.option.basetemp:
+        _own_basetemp = tempfile.mkdtemp(prefix="quorumfs-e2e-")
+        config.option.basetemp = _own_basetemp
 
 
 def _require_binaries():
@@ -117,17 +131,20 @@ def member(members):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _sweep(tmp_path_factory):
+def _sweep(request, tmp_path_factory):
     """Last resort: whatever a crashed fixture left behind is unmounted and killed."""
     base = str(tmp_path_factory.getbasetemp().resolve())
     yield
     for m in _started:
         m.cleanup()
-    for mnt in quorumfs_mounts():
-        if mnt.startswith(base + "/"):
-            lazy_unmount(mnt)
-            for pid in daemon_pids(mnt):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    left = [mnt for mnt in quorumfs_mounts() if mnt.startswith(base + "/")]
+    for mnt in left:
+        lazy_unmount(mnt)
+        for pid in daemon_pids(mnt):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if _own_basetemp and request.session.testsfailed == 0 and not left and \
+            not any(m.startswith(base + "/") for m in quorumfs_mounts()):
+        shutil.rmtree(_own_basetemp, ignore_errors=True)
