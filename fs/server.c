@@ -50,6 +50,7 @@ struct work {
 	size_t len;
 	uint64_t id;   /* PROPOSE: request id; READ: read context */
 	uint64_t read_index; /* READ: 0 until the leader answered */
+	bool from_mount;     /* PROPOSE: the local kernel saw this change */
 	uint64_t deadline, next_try; /* loop time, ms */
 	server_done_cb done;
 	server_read_cb read_done;
@@ -370,10 +371,12 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 		}
 	}
 	res.revision = store_revision(srv->store);
-	if (origin == srv->member_id && (w = take_proposal(srv, reqid)))
-		finish_proposal(w, 0, &res);
-	else if (fresh && type == ENTRY_TXN && srv->applied_cb)
+	if (origin == srv->member_id)
+		w = take_proposal(srv, reqid);
+	if (fresh && type == ENTRY_TXN && srv->applied_cb && !(w && w->from_mount))
 		srv->applied_cb(srv->applied_arg, e->data, e->len, &res);
+	if (w)
+		finish_proposal(w, 0, &res);
 }
 
 static void apply_entry(struct server *srv, const struct raft_entry *e)
@@ -872,7 +875,21 @@ static int submit(struct server *srv, struct work *w)
 	return 0;
 }
 
+static int propose(struct server *srv, struct entry *e, bool from_mount, server_done_cb cb,
+		   void *arg);
+
 int server_propose(struct server *srv, struct entry *e, server_done_cb cb, void *arg)
+{
+	return propose(srv, e, false, cb, arg);
+}
+
+int server_propose_mount(struct server *srv, struct entry *e, server_done_cb cb, void *arg)
+{
+	return propose(srv, e, true, cb, arg);
+}
+
+static int propose(struct server *srv, struct entry *e, bool from_mount, server_done_cb cb,
+		   void *arg)
 {
 	struct work *w = calloc(1, sizeof(*w));
 	struct qbuf buf;
@@ -895,6 +912,7 @@ int server_propose(struct server *srv, struct entry *e, server_done_cb cb, void 
 		return rv;
 	}
 	w->kind = WORK_PROPOSE;
+	w->from_mount = from_mount;
 	w->data = qbuf_take(&buf, &w->len);
 	w->id = e->request_id;
 	w->done = cb;

@@ -47,6 +47,10 @@ int server_run(struct server *srv);
  */
 int server_propose(struct server *srv, struct entry *e, server_done_cb cb, void *arg);
 
+/* The same for a change made through this member's own mount: the kernel
+ * has seen it already, so the applied hook is not called for it. */
+int server_propose_mount(struct server *srv, struct entry *e, server_done_cb cb, void *arg);
+
 /* Begins a clean stop from any thread: reject new proposals, finish the
  * in-flight ones, call the stop hook, end server_run(). */
 void server_shutdown(struct server *srv);
@@ -54,9 +58,11 @@ void server_shutdown(struct server *srv);
 /* Hook run on the loop thread once in-flight proposals have finished. */
 void server_set_stop_hook(struct server *srv, void (*hook)(void *arg), void *arg);
 
-/* Called on the loop thread after a transaction proposed by another member
- * was applied (the store already changed): lets the filesystem drop what
- * the kernel cached of the keys it touched. entry is the encoded entry. */
+/* Called on the loop thread after a transaction the local kernel did not
+ * see was applied (proposed by another member, by the client port, by the
+ * lease keeper), with the store already changed: lets the filesystem drop
+ * what the kernel cached and replay the change for inotify. entry is the
+ * encoded entry. */
 typedef void (*server_applied_cb)(void *arg, const uint8_t *entry, size_t len,
 				  const struct store_result *res);
 void server_set_applied_hook(struct server *srv, server_applied_cb cb, void *arg);
