@@ -187,3 +187,47 @@ def test_one_mib_value_roundtrip(member):
     assert read_file(member.p("max")) == data
     member.sh("cp max copy")
     assert read_file(member.p("copy")) == data
+
+
+def test_fsync_commits_and_close_after_it_adds_nothing(member):
+    f = member.p("synced")
+    assert write_file(f, "v0") is None
+    r = member.revision()
+    fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"v1")
+        os.fsync(fd)
+        assert member.revision() == r + 1, "fsync commits one revision"
+        assert read_file(f) == b"v1"
+        os.write(fd, b"+more")
+        os.fsync(fd)
+        assert member.revision() == r + 2
+    finally:
+        os.close(fd)
+    assert member.revision() == r + 2, "close with nothing new since fsync adds no revision"
+    assert read_file(f) == b"v1+more"
+
+
+def test_close_without_write_commits_before_returning(member):
+    """open(O_CREAT)+close() and open(O_TRUNC)+close() with nothing written are one
+    revision each, committed when close() returns (not later, at FUSE release)."""
+    late = []
+    for i in range(20):
+        assert write_file(member.p(f"t{i}"), "old") is None
+        for what, name, flags in (("truncate", f"t{i}", os.O_WRONLY | os.O_TRUNC),
+                                  ("create", f"c{i}", os.O_WRONLY | os.O_CREAT)):
+            r = member.revision()
+            os.close(os.open(member.p(name), flags, 0o644))
+            after = member.revision()
+            if after != r + 1 or read_file(member.p(name)) != b"":
+                late.append((what, i, r, after))
+    assert not late, f"{len(late)} of 40 empty writes not committed at close(): {late[:4]}"
+
+
+def test_open_read_only_close_adds_no_revision(member):
+    member.sh("echo v > k")
+    r = member.revision()
+    for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR):
+        os.close(os.open(member.p("k"), flags))
+    member.sh("cat k > /dev/null")
+    assert member.revision() == r
