@@ -77,7 +77,7 @@ struct store_kv {
 	uint32_t uid, gid;
 	int64_t mtime_ns;      /* set explicitly (utimens) or the commit time */
 	int64_t ctime_ns;      /* commit time of the last change */
-	uint64_t lease;        /* 0 = none (leases arrive with issue 4) */
+	uint64_t lease;        /* 0 = none; see "Leases" */
 	struct store_blob *value; /* never NULL; len 0 for dirs; symlink target */
 	uint32_t nchildren;    /* live children, dirs only */
 	const void *xattrs_;   /* private: use store_kv_xattr_* */
@@ -104,8 +104,9 @@ uint64_t store_revision(const struct store *s);         /* current revision */
 uint64_t store_compacted_revision(const struct store *s); /* oldest readable */
 uint64_t store_applied_index(const struct store *s);     /* last applied entry */
 /* Bytes counted against the quota: for every retained version (tombstones
- * included) its key, value and xattr names and values, plus 32. A version
- * that shares its value blob with another still counts it. */
+ * included) its key, value and xattr names and values, plus 32; plus 64
+ * per lease. A version that shares its value blob with another still
+ * counts it. */
 uint64_t store_size(const struct store *s);
 uint64_t store_key_count(const struct store *s);         /* live keys now, "/" included */
 /* zlib CRC32 over every live key at rev in store_range() order: for each,
@@ -202,8 +203,8 @@ struct store_op {
 	size_t value_len;
 	const char *dst;           /* RENAME destination */
 	const char *xname;         /* SETXATTR/RMXATTR name */
-	uint64_t lease_id;         /* LEASE_* */
-	int64_t ttl_ms;            /* LEASE_GRANT */
+	uint64_t lease_id;         /* LEASE_*; key is unused (may be NULL) but for ATTACH */
+	int64_t ttl_ms;            /* LEASE_GRANT, 1..STORE_LEASE_TTL_MAX_MS */
 	uint64_t lease_gen;        /* LEASE_EXPIRE: the generation the leader saw expire */
 };
 
@@ -288,6 +289,24 @@ int store_skip(struct store *s, uint64_t index);
  *   RENEW/REVOKE/ATTACH QFS_ENOENT (no such lease); EXPIRE of an unknown
  *   lease or a newer generation changes nothing (no error).
  * Leases and their keys are saved in snapshots.
+ * Details:
+ *   - GRANT: QFS_EINVAL also for ttl > STORE_LEASE_TTL_MAX_MS; an expiry
+ *     past INT64_MAX saturates. A new lease has gen 1; QFS_ENOSPC over
+ *     quota (a lease counts in store_size()).
+ *   - ATTACH: QFS_EPERM on "/", store_key_check's errors, QFS_ENOENT for
+ *     an absent key (checked after the lease). Always a new version of the
+ *     key (version + 1, ctime), even when the lease does not change;
+ *     attaching does not renew. Any key type: expiry of a directory
+ *     deletes its subtree (keys under it on other leases leave them).
+ *   - Renewal by a write happens only when the op succeeds; RMXATTR, a
+ *     RENAME or DELETE do not renew. A renamed key keeps its lease.
+ *   - A key leaves its lease when deleted (by any means, a rename over it
+ *     included); re-creating the name does not re-attach it.
+ *   - REVOKE, EXPIRE (and DELETE) work over quota.
+ *   - Cluster time also advances on failed and non-transaction entries
+ *     (anything store_apply decodes), not on store_skip or malformed ones.
+ *   - Ops on one key in one transaction each count a version (put --ttl as
+ *     GRANT + PUT + ATTACH creates a key at version 2), as for any ops.
  */
 
 /* Longest ttl: its nanoseconds must fit an int64_t. */
@@ -307,7 +326,9 @@ int store_lease_get(const struct store *s, uint64_t id, struct store_lease *out)
 /* Every lease in id order; stops when cb returns non-zero (returns that). */
 int store_lease_list(const struct store *s, int (*cb)(void *arg, const struct store_lease *l),
 		     void *arg);
-/* The keys attached to lease id, in key order. QFS_ENOENT if no such lease. */
+/* The keys attached to lease id, in key order (store_range's: bytewise
+ * with '/' lowest, so "/a", "/a/x", "/a-b"). QFS_ENOENT if no such lease.
+ * The key strings are valid until the next store_apply/load/destroy. */
 int store_lease_keys(const struct store *s, uint64_t id,
 		     int (*cb)(void *arg, const char *key), void *arg);
 
@@ -323,7 +344,8 @@ struct store_event {
 	enum store_event_type type;
 	uint64_t revision;
 	const struct store_kv *kv; /* PUT: the new version; DELETE: the key's last
-				    * version before the delete (kv->key is the key) */
+				    * version before the delete (kv->key is the key).
+				    * Valid during the callback only; nchildren is 0. */
 };
 
 /*
@@ -333,6 +355,22 @@ struct store_event {
  * new one in the same revision. Stops when cb returns non-zero. Returns
  * QFS_ECOMPACTED if from < store_compacted_revision() (some events are gone),
  * QFS_EFUTUREREV if from > current + 1.
+ * More precisely:
+ *   - One event per key and revision: the key's state at the end of the
+ *     transaction. A key created and deleted in one transaction has none; a
+ *     key replaced by a rename or exchange gets a PUT; a recursive delete,
+ *     a revoke or an expiry a DELETE per key. Every change of a key is a
+ *     PUT (values, attributes, xattrs, lease attach/detach); changes of a
+ *     directory's children are not events of the directory. Revision 0
+ *     (the initial "/") has no event.
+ *   - "Key order" is store_range's: bytewise with '/' lowest, so a key's
+ *     subtree follows it ("/a", "/a/x", "/a-b", "/ab").
+ *   - to past the current revision means the current one; from = current
+ *     + 1 gives nothing (caught up) and returns 0.
+ *   - Events at the compacted revision itself are all kept (compaction
+ *     keeps a delete made at that revision and the version it deleted).
+ *   - key is checked like store_get's (QFS_EINVAL, QFS_EPERM, ...).
+ * Cost: a binary search per revision in range, then the matching events.
  */
 int store_events(const struct store *s, uint64_t from, uint64_t to, const char *key,
 		 int (*cb)(void *arg, const struct store_event *ev), void *arg);

@@ -1,8 +1,11 @@
 /*
  * Unit tests of the MVCC store (store/): versions and history, tree
  * iteration, transactions and their undo, every rename and delete rule,
- * quota, compaction, xattrs and snapshots. Everything goes through
- * store_apply() with encoded entries, as the state machine does.
+ * quota, compaction, xattrs and snapshots, and a random mix (leases
+ * included) checking lease key sets and events against the histories.
+ * Leases and events have their own files (test_lease.c, test_events.c).
+ * Everything goes through store_apply() with encoded entries, as the state
+ * machine does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1237,8 +1240,123 @@ static int check_kv_cb(void *arg, const struct store_kv *kv)
 	return 0;
 }
 
-/* Random ops over a small key space: derived state stays consistent,
- * failed transactions leave no trace, and a snapshot reproduces it all. */
+/* Every lease's key list matches the keys' own lease fields. */
+struct lease_check {
+	const struct store *s;
+	uint64_t attached; /* live keys with a lease */
+	uint64_t listed;   /* keys listed by the leases */
+	uint64_t id;
+};
+
+static int lease_key_cb(void *arg, const char *key)
+{
+	struct lease_check *c = arg;
+	struct store_kv kv;
+
+	assert_int_equal(store_get(c->s, key, 0, &kv), 0);
+	assert_int_equal(kv.lease, c->id);
+	c->listed++;
+	return 0;
+}
+
+static int lease_list_cb(void *arg, const struct store_lease *l)
+{
+	struct lease_check *c = arg;
+	uint64_t before = c->listed;
+
+	c->id = l->id;
+	assert_int_equal(store_lease_keys(c->s, l->id, lease_key_cb, c), 0);
+	assert_int_equal(c->listed - before, l->nkeys);
+	return 0;
+}
+
+static int lease_kv_cb(void *arg, const struct store_kv *kv)
+{
+	struct lease_check *c = arg;
+	struct store_lease l;
+
+	if (kv->lease) {
+		assert_int_equal(store_lease_get(c->s, kv->lease, &l), 0);
+		c->attached++;
+	}
+	return 0;
+}
+
+static uint64_t check_leases(const struct store *s)
+{
+	struct lease_check c = { .s = s };
+
+	assert_int_equal(store_lease_list(s, lease_list_cb, &c), 0);
+	assert_int_equal(store_range(s, "/", 0, lease_kv_cb, &c), 0);
+	assert_int_equal(c.attached, c.listed);
+	return c.attached;
+}
+
+static int lease_text_cb(void *arg, const struct store_lease *l)
+{
+	char *buf = arg;
+
+	sprintf(buf + strlen(buf), "%llx:%lld:%lld:%llu:%llu ", (unsigned long long)l->id,
+		(long long)l->ttl_ms, (long long)l->expiry_ns, (unsigned long long)l->gen,
+		(unsigned long long)l->nkeys);
+	return 0;
+}
+
+static const char *lease_text(const struct store *s)
+{
+	static char buf[1024];
+
+	buf[0] = '\0';
+	assert_int_equal(store_lease_list(s, lease_text_cb, buf), 0);
+	return buf;
+}
+
+/* The events of a revision agree with the history at it and before. */
+static int event_check_cb(void *arg, const struct store_event *ev)
+{
+	const struct store *s = arg;
+	struct store_kv kv;
+
+	if (ev->type == STORE_EVENT_PUT) {
+		assert_int_equal(store_get(s, ev->kv->key, ev->revision, &kv), 0);
+		assert_int_equal(kv.mod_rev, ev->revision);
+		assert_int_equal(ev->kv->mod_rev, ev->revision);
+	} else {
+		assert_int_equal(ev->type, STORE_EVENT_DELETE);
+		assert_int_equal(store_get(s, ev->kv->key, ev->revision, &kv), QFS_ENOENT);
+		assert_true(ev->kv->mod_rev < ev->revision);
+		if (ev->revision - 1 >= store_compacted_revision(s)) {
+			assert_int_equal(store_get(s, ev->kv->key, ev->revision - 1, &kv), 0);
+			assert_int_equal(kv.mod_rev, ev->kv->mod_rev);
+		}
+	}
+	return 0;
+}
+
+static int event_text_cb(void *arg, const struct store_event *ev)
+{
+	uLong *crc = arg;
+	char line[STORE_KEY_MAX + 64];
+	int n = snprintf(line, sizeof(line), "%llu %d %s %llu %llu|",
+			 (unsigned long long)ev->revision, (int)ev->type, ev->kv->key,
+			 (unsigned long long)ev->kv->mod_rev, (unsigned long long)ev->kv->lease);
+
+	*crc = crc32(*crc, (const Bytef *)line, (uInt)n);
+	return 0;
+}
+
+static uint32_t events_crc(const struct store *s)
+{
+	uLong crc = crc32(0L, Z_NULL, 0);
+
+	assert_int_equal(store_events(s, store_compacted_revision(s), 0, "/", event_text_cb, &crc),
+			 0);
+	return (uint32_t)crc;
+}
+
+/* Random ops over a small key space, leases included: derived state
+ * (lease key sets, the event index) stays consistent, failed transactions
+ * leave no trace, and a snapshot reproduces it all. */
 static void test_random_ops(void **state)
 {
 	struct fx *f = *state, g = { 0 };
@@ -1248,6 +1366,7 @@ static void test_random_ops(void **state)
 	struct qbuf b;
 	int iter, failed = 0, changed = 0;
 	uint64_t max_keys = 0;
+	uint64_t max_attached = 0;
 
 	for (iter = 0; iter < 3000; iter++) {
 		struct store_op ops[3];
@@ -1256,13 +1375,15 @@ static void test_random_ops(void **state)
 		uint64_t size = store_size(f->s), rev = store_revision(f->s);
 		struct store_result res;
 		struct count_ctx c = { .s = f->s };
+		char leases_before[1024];
+		uint64_t attached;
 		size_t i;
 
 		t.nthen = 1 + rand_r(&seed) % 3;
 		for (i = 0; i < t.nthen; i++) {
 			const char *k = keys[rand_r(&seed) % nk];
 
-			switch (rand_r(&seed) % 6) {
+			switch (rand_r(&seed) % 10) {
 			case 0:
 				ops[i] = put_op(k, STORE_FILE, "v");
 				break;
@@ -1280,22 +1401,46 @@ static void test_random_ops(void **state)
 							    .dst = keys[rand_r(&seed) % nk],
 							    .flags = rand_r(&seed) % 3 };
 				break;
-			default:
+			case 5:
 				ops[i] = (struct store_op){ .type = STORE_OP_SETXATTR, .key = k,
 							    .xname = "user.x",
 							    .value = (const uint8_t *)"1",
 							    .value_len = 1 };
+				break;
+			case 6:
+				ops[i] = (struct store_op){ .type = STORE_OP_LEASE_GRANT,
+							    .lease_id = 1 + rand_r(&seed) % 3,
+							    .ttl_ms = 1000 };
+				break;
+			case 7:
+			case 8:
+				ops[i] = (struct store_op){ .type = STORE_OP_LEASE_ATTACH, .key = k,
+							    .lease_id = rand_r(&seed) % 4 };
+				break;
+			default:
+				ops[i] = (struct store_op){ .type = STORE_OP_LEASE_REVOKE + rand_r(&seed) % 2 * 2,
+							    .lease_id = 1 + rand_r(&seed) % 3,
+							    .lease_gen = 1 + rand_r(&seed) % 3 };
+				if (rand_r(&seed) % 3 == 0)
+					ops[i].type = STORE_OP_LEASE_RENEW;
 			}
 		}
 		assert_int_equal(store_hash(f->s, 0, &h_before), 0);
+		strcpy(leases_before, lease_text(f->s));
 		res = apply_txn(f, &t);
 		assert_int_equal(store_hash(f->s, 0, &h_after), 0);
+		attached = check_leases(f->s);
+		if (attached > max_attached)
+			max_attached = attached;
 		if (res.err) {
 			assert_int_equal(store_revision(f->s), rev);
 			assert_int_equal(store_size(f->s), size);
 			assert_int_equal(h_after, h_before);
+			assert_string_equal(lease_text(f->s), leases_before);
 			failed++;
 		} else {
+			assert_int_equal(store_events(f->s, rev + 1, 0, "/", event_check_cb,
+						      f->s), 0);
 			assert_true(store_revision(f->s) == rev || store_revision(f->s) == rev + 1);
 			changed += store_revision(f->s) == rev + 1;
 		}
@@ -1310,12 +1455,16 @@ static void test_random_ops(void **state)
 	assert_true(failed > 300);
 	assert_true(changed > 300);
 	assert_true(max_keys >= 6);
+	assert_true(max_attached >= 3);
 	qbuf_init(&b);
 	assert_int_equal(store_snapshot_save(f->s, &b), 0);
 	assert_int_equal(store_create(NULL, &g.s), 0);
 	assert_int_equal(store_snapshot_load(g.s, b.data, b.len), 0);
 	g.index = f->index;
 	assert_same_state(f, &g);
+	check_leases(g.s);
+	assert_string_equal(lease_text(g.s), lease_text(f->s));
+	assert_int_equal(events_crc(g.s), events_crc(f->s));
 	store_destroy(g.s);
 	qbuf_close(&b);
 }
