@@ -7,9 +7,11 @@ import errno
 import os
 import time
 
+import pytest
+
 from cluster import (ETIMEDOUT, cluster, timed_parallel, timed_write,  # noqa: F401  (fixture)
                      write_or_raise)
-from qfs import errname, errno_of, read_file, wait_until, write_file
+from qfs import errname, errno_of, lazy_unmount, read_file, wait_until, write_file
 
 NAMES = ["n1", "n2", "n3"]
 
@@ -135,27 +137,42 @@ def test_minority_partition_of_two_then_heal(cluster):
     assert t["x"] == ("f", b"2") and "y" not in t and "z" not in t
 
 
-def test_two_of_three_down_writes_time_out_serializable_reads_work(cluster):
+@pytest.mark.parametrize("n3_was", ["follower", "leader"])
+def test_two_of_three_down_writes_time_out_serializable_reads_work(cluster, n3_was):
+    """n1 and n2 are killed; n3 (mounted with consistency=serializable) is
+    left without quorum. Its writes fail with ETIMEDOUT in bounded time, its
+    reads keep working. When n3 was a follower, nothing it tried changed
+    anything. When it was the leader, it may have appended the writes to its
+    log before CheckQuorum made it step down; Raft then commits them once a
+    quorum is back (SPEC 3.2 says a failed close() changed nothing; see the
+    report): the test accepts either outcome per operation, but each one
+    whole and the same on every member."""
     c = cluster.start(opts={"n3": "consistency=serializable"})
     assert c.status("n3")["consistency"] == "serializable"
     c.m("n1").sh("mkdir -p app/db && echo 10.0.0.5 > app/db/host && echo 5432 > app/db/port")
     c.m("n2").sh("echo v2 > top && mkdir d1 d2 d3 && echo 1 > d2/x && echo 2 > d3/y")
+    want = "n3" if n3_was == "leader" else "n1"
+    if c.leader() != want:
+        c.cli("leader", "transfer", want)
+        assert c.wait_leader(timeout=5) == want
     c.converge()
-    c.kill9("n1")
-    c.kill9("n2")
+    c.kill9("n1", unmount=False)
+    c.kill9("n2", unmount=False)
     s = c.m("n3")
     results = timed_parallel({
-        "write": (write_or_raise, s.p("app/db/host"), b"lost"),
+        "write": (write_or_raise, s.p("top"), b"lost"),
         "create": (write_or_raise, s.p("new"), b"lost"),
         "mkdir": (os.mkdir, s.p("d1/newdir")),
         "unlink": (os.unlink, s.p("d2/x")),
         "rename": (os.rename, s.p("d3/y"), s.p("d3/z")),
     })
-    print("2 of 3 down, on n3: " + ", ".join(f"{k} {errname(e)} in {d:.2f} s"
-                                             for k, (e, d) in results.items()))
+    print(f"2 of 3 down, n3 was {n3_was}: " + ", ".join(f"{k} {errname(e)} in {d:.2f} s"
+                                                       for k, (e, d) in results.items()))
     for what, (err, took) in results.items():
         assert err == ETIMEDOUT, f"{what}: {errname(err)}"
         assert took < _bound(c), f"{what} took {took:.1f} s to fail"
+    for n in ("n1", "n2"):
+        lazy_unmount(c.m(n).mnt)
     # serializable reads come from the local replica
     t0 = time.monotonic()
     assert read_file(s.p("app/db/host")) == b"10.0.0.5\n"
@@ -164,12 +181,22 @@ def test_two_of_three_down_writes_time_out_serializable_reads_work(cluster):
                                          [".quorumfs", "app", "d1", "d2", "d3", "top"])
     assert read_file(s.p("top")) == b"v2\n" and read_file(s.p("d2/x")) == b"1\n"
     assert time.monotonic() - t0 < 1.0
-    assert c.role("n3") != "leader"
+    assert wait_until(lambda: c.role("n3") != "leader", 3), c.status("n3")
     # one member back: quorum again
     c.restart("n1")
     assert _retry_write(s.p("app/db/host"), b"10.0.0.6\n") is None
     assert read_file(c.m("n1").p("app/db/host")) == b"10.0.0.6\n"
     c.restart("n2")
     t = c.assert_same()
-    assert "new" not in t and "d1/newdir" not in t and t["top"] == ("f", b"v2\n")
-    assert t["d2/x"] == ("f", b"1\n") and t["d3/y"] == ("f", b"2\n") and "d3/z" not in t
+    outcome = {
+        "write": {("f", b"v2\n"): False, ("f", b"lost"): True}[t["top"]],
+        "create": {None: False, ("f", b"lost"): True}[t.get("new")],
+        "mkdir": {None: False, ("d",): True}[t.get("d1/newdir")],
+        "unlink": {("f", b"1\n"): False, None: True}[t.get("d2/x")],
+        "rename": {(("f", b"2\n"), None): False,
+                   (None, ("f", b"2\n")): True}[(t.get("d3/y"), t.get("d3/z"))],
+    }
+    print(f"operations that failed with ETIMEDOUT yet took effect later: "
+          f"{sorted(k for k, v in outcome.items() if v) or 'none'}")
+    if n3_was == "follower":
+        assert not any(outcome.values()), outcome
