@@ -109,6 +109,13 @@ static void finish(void *arg, int err, const struct store_result *res)
 		fs_reply_entry(fs, cr->req, pc->key, &cr->fi);
 	} else if (cr->reply == REPLY_ATTR) {
 		reply_attr(fs, cr->req, cr->ino, pc->key, cr->h);
+	} else if (cr->reply == REPLY_CTL_ATTR) {
+		struct stat st;
+
+		if (ctl_stat(fs, cr->ino, &st) == 0)
+			fuse_reply_attr(cr->req, &st, 0);
+		else
+			fuse_reply_err(cr->req, ENOENT);
 	} else if (cr->reply == REPLY_FLUSH) {
 		/* Attributes the kernel fetched while this value was uncommitted
 		 * are stale now: drop them before close() returns. */
@@ -135,7 +142,8 @@ void fs_commit(struct fs *fs, const struct commit_req *cr, const struct store_tx
 	pc->cr = *cr;
 	pc->cr.key = NULL;
 	e.txn = *txn;
-	rv = server_propose_mount(fs->srv, &e, finish, pc);
+	rv = cr->unseen ? server_propose(fs->srv, &e, finish, pc)
+			: server_propose_mount(fs->srv, &e, finish, pc);
 	if (rv == 0)
 		return;
 err:

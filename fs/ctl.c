@@ -1,6 +1,7 @@
 /*
- * The control directory /.quorumfs: `status` (JSON), `members`, and `rev/N/`,
- * a read-only view of the whole tree as of revision N. It is reached by name
+ * The control directory /.quorumfs: `status` (JSON), `members`, `leases/ID`
+ * (JSON; touch renews, rm revokes: lease.c), and `rev/N/`, a read-only view
+ * of the whole tree as of revision N. It is reached by name
  * and not listed in the root, so `find` or `cp -r` of the mount does not walk
  * every past revision.
  */
@@ -28,6 +29,7 @@ static const struct ctl_entry entries[] = {
 	{NODE_CTL_STATUS, NODE_CTL_DIR, "status", false},
 	{NODE_CTL_MEMBERS, NODE_CTL_DIR, "members", false},
 	{NODE_CTL_REV, NODE_CTL_DIR, "rev", true},
+	{NODE_CTL_LEASES, NODE_CTL_DIR, "leases", true},
 };
 #define NENTRIES (sizeof(entries) / sizeof(entries[0]))
 
@@ -40,16 +42,27 @@ static const struct ctl_entry *find(uint64_t nodeid)
 	return NULL;
 }
 
+static bool lease_exists(struct fs *fs, uint64_t id)
+{
+	struct store_lease l;
+	int rv;
+
+	server_rdlock(fs->srv);
+	rv = store_lease_get(server_store(fs->srv), id, &l);
+	server_unlock(fs->srv);
+	return rv == 0;
+}
+
 int ctl_stat(struct fs *fs, uint64_t nodeid, struct stat *st)
 {
 	const struct ctl_entry *c = find(nodeid);
+	bool lease = (nodeid & NODE_LEASE_BIT) && lease_exists(fs, nodeid & FS_LEASE_ID_MASK);
 
-	(void)fs;
-	if (!c)
+	if (!c && !lease)
 		return QFS_ENOENT;
 	memset(st, 0, sizeof(*st));
 	st->st_ino = nodeid;
-	st->st_mode = c->dir ? S_IFDIR | 0555 : S_IFREG | 0444;
+	st->st_mode = lease ? S_IFREG | 0644 : c->dir ? S_IFDIR | 0555 : S_IFREG | 0444;
 	st->st_nlink = 1;
 	st->st_blksize = 4096;
 	clock_gettime(CLOCK_REALTIME, &st->st_mtim);
@@ -91,6 +104,16 @@ int ctl_lookup(struct fs *fs, uint64_t parent, const char *name, struct fuse_ent
 	e->attr_timeout = e->entry_timeout = fs->cfg->attr_timeout;
 	if (parent == NODE_CTL_REV)
 		return rev_lookup(fs, name, e);
+	if (parent == NODE_CTL_LEASES) {
+		char *end;
+		uint64_t id = strtoull(name, &end, 16);
+
+		if (*end || !id || id > FS_LEASE_ID_MASK)
+			return QFS_ENOENT;
+		e->ino = NODE_LEASE_BIT | id;
+		e->attr_timeout = e->entry_timeout = 0; /* it goes when the lease does */
+		return ctl_stat(fs, e->ino, &e->attr);
+	}
 	for (size_t i = 0; i < NENTRIES; i++) {
 		if (entries[i].parent == parent && strcmp(entries[i].name, name) == 0) {
 			e->ino = entries[i].nodeid;
@@ -139,6 +162,22 @@ int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out)
 	struct handle *h;
 	int n;
 
+	if (nodeid & NODE_LEASE_BIT) {
+		char *text;
+		size_t len;
+		int rv = fs_lease_text(fs, nodeid & FS_LEASE_ID_MASK, &text, &len);
+
+		if (rv)
+			return rv;
+		if (!(h = fs_handle_new(nodeid, 0, NULL))) {
+			free(text);
+			return QFS_ENOMEM;
+		}
+		h->text = (uint8_t *)text;
+		h->text_len = len;
+		*out = h;
+		return 0;
+	}
 	if (nodeid == NODE_CTL_STATUS)
 		n = status_text(fs, buf, sizeof(buf));
 	else if (nodeid == NODE_CTL_MEMBERS)
@@ -153,6 +192,28 @@ int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out)
 	memcpy(h->text, buf, (size_t)n);
 	h->text_len = (size_t)n;
 	*out = h;
+	return 0;
+}
+
+struct lease_names {
+	uint64_t *ids;
+	size_t n, cap;
+};
+
+static int add_lease_name(void *arg, const struct store_lease *l)
+{
+	struct lease_names *ln = arg;
+
+	if (ln->n == ln->cap) {
+		size_t cap = ln->cap ? ln->cap * 2 : 64;
+		uint64_t *grown = realloc(ln->ids, cap * sizeof(*grown));
+
+		if (!grown)
+			return 1;
+		ln->ids = grown;
+		ln->cap = cap;
+	}
+	ln->ids[ln->n++] = l->id;
 	return 0;
 }
 
@@ -185,6 +246,17 @@ void ctl_readdir(struct fs *fs, fuse_req_t req, uint64_t nodeid, size_t size, of
 		for (size_t k = 1; k < NENTRIES; k++)
 			ADD(entries[k].name, entries[k].nodeid,
 			    entries[k].dir ? S_IFDIR : S_IFREG);
+	} else if (nodeid == NODE_CTL_LEASES) {
+		struct lease_names ln = {0};
+
+		server_rdlock(fs->srv);
+		store_lease_list(server_store(fs->srv), add_lease_name, &ln);
+		server_unlock(fs->srv);
+		for (size_t k = 0; k < ln.n; k++) {
+			snprintf(name, sizeof(name), "%" PRIx64, ln.ids[k]);
+			ADD(name, NODE_LEASE_BIT | ln.ids[k], S_IFREG);
+		}
+		free(ln.ids);
 	} else if (nodeid == NODE_CTL_REV) {
 		struct server_status st;
 		uint64_t first;

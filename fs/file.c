@@ -9,11 +9,13 @@
  * fs.h): the key comes into being with its content at the first flush.
  * O_EXCL creates commit at once, since they are the cluster's lock primitive.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
@@ -252,8 +254,9 @@ static void open_now(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct target t;
 	int rv;
 
-	if (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX) {
-		rv = writable(fi->flags) ? QFS_EACCES : ctl_open(fs, ino, &h);
+	if (fs_is_ctl(ino)) { /* lease files open for writing too: touch renews them */
+		rv = writable(fi->flags) && !(ino & NODE_LEASE_BIT) ? QFS_EACCES
+								     : ctl_open(fs, ino, &h);
 		if (rv) {
 			fs_reply_qfs_err(req, rv);
 			return;
@@ -355,7 +358,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 
-	if (fs->cfg->consistency != CONSISTENCY_LINEARIZABLE || ino <= NODE_CTL_MAX ||
+	if (fs->cfg->consistency != CONSISTENCY_LINEARIZABLE || fs_is_ctl(ino) || ino == 1 ||
 	    (ino & (NODE_REV_BIT | NODE_PENDING_BIT)) || server_reads_local(fs->srv)) {
 		open_now(req, ino, fi);
 		return;
@@ -485,7 +488,6 @@ static void commit_handle(fuse_req_t req, struct handle *h, enum commit_reply re
 	if (value && len)
 		memcpy(value, h->buf, len);
 	h->dirty = h->wrote = false;
-	h->idle_flushes = 0;
 	pthread_mutex_unlock(&h->mu);
 	if (!value) {
 		rv = QFS_ENOMEM;
@@ -530,21 +532,59 @@ done:
 }
 
 /*
+ * Whether the process closing a descriptor of h still holds another one on
+ * the same file. Reads /proc/PID/fd links, which never call into FUSE.
+ */
+static bool still_open_elsewhere(struct fs *fs, fuse_req_t req, struct handle *h)
+{
+	char dir[64], link[PATH_MAX + STORE_KEY_MAX], path[PATH_MAX + STORE_KEY_MAX], fd[PATH_MAX];
+	struct dirent *d;
+	struct target t;
+	bool found = false;
+	DIR *dp;
+	int rv;
+
+	server_rdlock(fs->srv);
+	rv = fs_resolve(fs, h->nodeid, &t);
+	server_unlock(fs->srv);
+	if (rv)
+		return false;
+	snprintf(path, sizeof(path), "%s%s", fs->mount_abs, t.key);
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)fuse_req_ctx(req)->pid);
+	if (!(dp = opendir(dir)))
+		return false;
+	while (!found && (d = readdir(dp))) {
+		ssize_t n;
+
+		snprintf(fd, sizeof(fd), "%s/%s", dir, d->d_name);
+		n = readlink(fd, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = 0;
+			found = strcmp(link, path) == 0;
+		}
+	}
+	closedir(dp);
+	return found;
+}
+
+/*
  * close(2) flushes. A flush with nothing written yet (only a create or an
- * O_TRUNC) is the shell closing the fd it dup2()ed before the command runs:
- * the first such flush waits for the writes, so `echo v > f` is one revision.
- * A second one commits (`: > f`); so does release after a lone open+close.
+ * O_TRUNC) while the closing process still holds another descriptor of the
+ * file is the shell closing the fd it dup2()ed before the command writes:
+ * it waits for the writes, so `echo v > f` is one revision. Otherwise (a
+ * lone open+close, `: > f`) it commits before close() returns.
  */
 void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs *fs = FS(req);
 	struct handle *h = (struct handle *)fi->fh;
-	bool defer;
+	bool quiet;
 
 	(void)ino;
 	pthread_mutex_lock(&h->mu);
-	defer = h->dirty && !h->wrote && !h->failed && h->idle_flushes++ == 0;
+	quiet = h->dirty && !h->wrote && !h->failed && !h->replay;
 	pthread_mutex_unlock(&h->mu);
-	if (defer)
+	if (quiet && still_open_elsewhere(fs, req, h))
 		fuse_reply_err(req, 0);
 	else
 		commit_handle(req, h, REPLY_FLUSH);

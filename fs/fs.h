@@ -5,6 +5,7 @@
  *   1                      the root key "/"
  *   2 .. 0xffff            the control directory /.quorumfs and its files
  *   STORE_INO(rev, sub)    a live key: its create identity, >= 1 << 16
+ *   NODE_LEASE_BIT | id    the file /.quorumfs/leases/ID of lease id
  *   NODE_REV_BIT | n       a key as of a past revision (/.quorumfs/rev/N/...)
  *   NODE_PENDING_BIT | n   a file created without O_EXCL and not yet
  *                          committed: it becomes a key at its first flush, so
@@ -34,7 +35,10 @@
 #define NODE_CTL_STATUS 3
 #define NODE_CTL_REV 4
 #define NODE_CTL_MEMBERS 5
+#define NODE_CTL_LEASES 6
 #define NODE_CTL_MAX 0xffff
+#define NODE_LEASE_BIT (1ull << 61)
+#define FS_LEASE_ID_MASK ((1ull << 48) - 1) /* lease ids the mount hands out */
 #define NODE_REV_BIT (1ull << 62)
 #define NODE_PENDING_BIT (1ull << 63)
 #define CTL_NAME ".quorumfs"
@@ -74,7 +78,6 @@ struct handle {
 	size_t len, cap;
 	bool dirty;               /* changes not yet committed (writes, truncate, create) */
 	bool wrote;               /* a write or truncate since the last commit */
-	int idle_flushes;         /* flushes seen while dirty without a write */
 	int failed;               /* sticky QFS_E* (EFBIG): flush commits nothing */
 	uint64_t cache_ino;       /* != 0: a page cache user of this ino (nodes.c) */
 	bool replay;              /* opened by a replay: commits nothing (remote.c) */
@@ -110,6 +113,27 @@ enum cache_use { CACHE_KEEP, CACHE_FRESH, CACHE_BYPASS };
 enum cache_use nodes_cache_open(struct nodes *n, uint64_t ino, uint64_t mod_rev);
 void nodes_cache_close(struct nodes *n, uint64_t ino);
 
+/* Whether a node id is in /.quorumfs (not "/", not a key, not a past key). */
+static inline bool fs_is_ctl(uint64_t nodeid)
+{
+	return (nodeid != STORE_ROOT_INO && nodeid <= NODE_CTL_MAX) ||
+	       (nodeid & (NODE_LEASE_BIT | NODE_REV_BIT | NODE_PENDING_BIT)) == NODE_LEASE_BIT;
+}
+
+/* ---- lease.c: leases through xattrs and /.quorumfs/leases ---------------- */
+bool fs_lease_xattr(const char *name);
+/* user.quorumfs.lease / .ttl of kv (read lock held). QFS_ENODATA if none. */
+int fs_lease_xattr_get(struct fs *fs, const struct store_kv *kv, const char *name, char *out,
+		       size_t cap);
+/* Appends the ops that set (or with remove, detach) a lease xattr on key to
+ * ops[*n] (room for 2). QFS_EINVAL: bad value or ttl under the minimum. */
+int fs_lease_xattr_set(struct fs *fs, const char *key, const char *name, const char *value,
+		       size_t len, bool remove, struct store_op *ops, size_t *n);
+/* The JSON of /.quorumfs/leases/ID (malloc'd). QFS_ENOENT if no such lease. */
+int fs_lease_text(struct fs *fs, uint64_t id, char **text, size_t *len);
+/* store_lease_keys() callback: appends key as a JSON string to a qbuf. */
+int fs_json_key(void *arg, const char *key);
+
 /* ---- fuse_ops.c ---------------------------------------------------------- */
 extern const struct fuse_lowlevel_ops fs_ops;
 /* Resolves nodeid (read lock held by the caller). QFS_ENOENT when gone. */
@@ -138,6 +162,7 @@ enum commit_reply {
 	REPLY_CREATE, /* fuse_reply_create for key with handle h */
 	REPLY_FLUSH,  /* fuse_reply_err after a handle's content committed */
 	REPLY_RELEASE, /* as REPLY_FLUSH, then frees the handle */
+	REPLY_CTL_ATTR, /* fuse_reply_attr for control file ino */
 };
 struct commit_req {
 	enum commit_reply reply;
@@ -147,6 +172,8 @@ struct commit_req {
 	struct handle *h;    /* REPLY_CREATE/REPLY_FLUSH */
 	struct fuse_file_info fi; /* REPLY_CREATE */
 	uint64_t pending;    /* node id of a pending file this commit creates */
+	bool unseen;         /* changes keys the kernel did not see (a lease revoke):
+			      * invalidate and replay them like a remote change */
 };
 /* Answers req with key's entry (fuse_reply_create when fi is given, taking
  * the handle fi->fh). The caller holds the read lock or is the loop thread. */

@@ -96,7 +96,7 @@ int fs_resolve(struct fs *fs, uint64_t nodeid, struct target *t)
 		strcpy(t->key, "/");
 		return 0;
 	}
-	if (nodeid <= NODE_CTL_MAX) {
+	if (fs_is_ctl(nodeid)) {
 		t->kind = T_CTL;
 		t->key[0] = 0;
 		return 0;
@@ -134,7 +134,7 @@ static int node_stat(struct fs *fs, uint64_t nodeid, struct handle *h, struct st
 	struct pending_info pi;
 	int rv;
 
-	if (nodeid != STORE_ROOT_INO && nodeid <= NODE_CTL_MAX)
+	if (fs_is_ctl(nodeid))
 		return ctl_stat(fs, nodeid, st);
 	server_rdlock(fs->srv);
 	rv = fs_resolve(fs, nodeid, &t);
@@ -171,8 +171,7 @@ static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, uint64
 	memset(e, 0, sizeof(*e));
 	if (strlen(name) > STORE_NAME_MAX)
 		return QFS_ENAMETOOLONG;
-	if ((parent != STORE_ROOT_INO && parent <= NODE_CTL_MAX) ||
-	    (parent == STORE_ROOT_INO && strcmp(name, CTL_NAME) == 0)) {
+	if (fs_is_ctl(parent) || (parent == STORE_ROOT_INO && strcmp(name, CTL_NAME) == 0)) {
 		rv = ctl_lookup(fs, parent, name, e);
 		goto out;
 	}
@@ -254,7 +253,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rv = lookup_now(fs, parent, name, before, &e);
 
 	if (rv != QFS_ENOENT || replay || fs->cfg->consistency != CONSISTENCY_LINEARIZABLE ||
-	    (parent != STORE_ROOT_INO && parent <= NODE_CTL_MAX) || (parent & NODE_REV_BIT) ||
+	    fs_is_ctl(parent) || (parent & NODE_REV_BIT) ||
 	    server_reads_local(fs->srv) ||
 	    !(d = malloc(sizeof(*d) + strlen(name) + 1))) {
 		reply_lookup(req, rv, &e);
@@ -298,7 +297,7 @@ int fs_change_target(struct fs *fs, fuse_ino_t parent, const char *name, char *k
 
 	if (fs->cfg->read_only)
 		return QFS_EPERM;
-	if (parent != STORE_ROOT_INO && parent <= NODE_CTL_MAX)
+	if (fs_is_ctl(parent))
 		return QFS_EPERM;
 	server_rdlock(fs->srv);
 	rv = fs_resolve(fs, parent, &t);
@@ -412,7 +411,21 @@ static void remove_key(fuse_req_t req, fuse_ino_t parent, const char *name, uint
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	remove_key(req, parent, name, STORE_DEL_NOTDIR);
+	struct store_op op = {.type = STORE_OP_LEASE_REVOKE};
+	struct store_txn txn = {.then_ops = &op, .nthen = 1};
+	struct commit_req cr = {.reply = REPLY_ERR, .req = req, .unseen = true};
+	char *end;
+
+	if (parent != NODE_CTL_LEASES) {
+		remove_key(req, parent, name, STORE_DEL_NOTDIR);
+		return;
+	}
+	op.lease_id = strtoull(name, &end, 16); /* rm /.quorumfs/leases/ID revokes it */
+	if (*end || !op.lease_id) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fs_commit(FS(req), &cr, &txn);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -509,7 +522,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (rv)
 		fs_reply_qfs_err(req, rv);
 	else
-		fuse_reply_attr(req, &st, ino <= NODE_CTL_MAX && ino != 1 ? 0 : fs->cfg->attr_timeout);
+		fuse_reply_attr(req, &st, fs_is_ctl(ino) ? 0 : fs->cfg->attr_timeout);
 }
 
 static int64_t now_ns(void)
@@ -554,7 +567,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	uint64_t before;
 	int rv;
 
-	if (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX) {
+	if (fs_is_ctl(ino) && (ino & NODE_LEASE_BIT)) { /* touch a lease: renew it */
+		ops[0] = (struct store_op){.type = STORE_OP_LEASE_RENEW,
+					   .lease_id = ino & FS_LEASE_ID_MASK};
+		txn.nthen = 1;
+		cr.reply = REPLY_CTL_ATTR;
+		fs_commit(fs, &cr, &txn);
+		return;
+	}
+	if (fs_is_ctl(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -650,19 +671,19 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ---- Extended attributes --------------------------------------------------- */
 
 /* The computed user.quorumfs.* attributes; QFS_ENODATA for other names. */
-static int meta_xattr(const struct store_kv *kv, uint64_t current_rev, const char *name,
-		      char *out, size_t cap)
+static int meta_xattr(struct fs *fs, const struct store_kv *kv, uint64_t current_rev,
+		      const char *name, char *out, size_t cap)
 {
 	const char *attr = name + strlen(XATTR_PREFIX);
 
+	if (fs_lease_xattr(name))
+		return fs_lease_xattr_get(fs, kv, name, out, cap);
 	if (strcmp(attr, "revision") == 0)
 		snprintf(out, cap, "%" PRIu64, kv->ino == STORE_ROOT_INO ? current_rev : kv->mod_rev);
 	else if (strcmp(attr, "create_revision") == 0)
 		snprintf(out, cap, "%" PRIu64, kv->create_rev);
 	else if (strcmp(attr, "version") == 0)
 		snprintf(out, cap, "%" PRIu64, kv->version);
-	else if (strcmp(attr, "lease") == 0 && kv->lease)
-		snprintf(out, cap, "%" PRIx64, kv->lease);
 	else
 		return QFS_ENODATA;
 	return 0;
@@ -689,7 +710,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	size_t len = 0;
 	int rv;
 
-	if (strncmp(name, "user.", 5) != 0 || (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX)) {
+	if (strncmp(name, "user.", 5) != 0 || fs_is_ctl(ino)) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
@@ -700,8 +721,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	if (rv == 0)
 		rv = store_get(server_store(fs->srv), t.key, t.rev, &kv);
 	if (rv == 0 && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
-		rv = meta_xattr(&kv, t.rev ? t.rev : store_revision(server_store(fs->srv)), name,
-				num, sizeof(num));
+		rv = meta_xattr(fs, &kv, t.rev ? t.rev : store_revision(server_store(fs->srv)),
+				name, num, sizeof(num));
 		value = (const uint8_t *)num;
 		len = strlen(num);
 	} else if (rv == 0) {
@@ -729,7 +750,8 @@ static int add_xattr_name(void *arg, const char *name)
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char *const meta[] = {"revision", "create_revision", "version", "lease"};
+	static const char *const meta[] = {"revision", "create_revision", "version", "lease",
+					   "ttl"};
 	struct fs *fs = FS(req);
 	struct store_kv kv;
 	struct target t;
@@ -744,7 +766,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		rv = store_get(server_store(fs->srv), t.key, t.rev, &kv);
 		for (size_t i = 0; rv == 0 && i < sizeof(meta) / sizeof(meta[0]); i++) {
 			snprintf(name, sizeof(name), XATTR_PREFIX "%s", meta[i]);
-			if (meta_xattr(&kv, 1, name, unused, sizeof(unused)) == 0)
+			if (meta_xattr(fs, &kv, 1, name, unused, sizeof(unused)) == 0)
 				add_xattr_name(&b, name);
 		}
 		if (rv == 0)
@@ -765,23 +787,22 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 {
 	struct fs *fs = FS(req);
 	struct target t;
-	struct store_op ops[2];
+	struct store_op ops[3]; /* pending create, lease grant, attach */
 	struct store_txn txn = {.then_ops = ops};
 	struct commit_req cr = {.reply = REPLY_ERR, .req = req};
-	bool lease = strstr(name, XATTR_PREFIX "lease") || strstr(name, XATTR_PREFIX "ttl");
+	bool lease = fs_lease_xattr(name);
 	int rv;
 
 	if (strncmp(name, "user.", 5) != 0) {
 		fuse_reply_err(req, remove ? ENODATA : EOPNOTSUPP);
 		return;
 	}
-	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
-		LOG_INFO("%s %s: %s", remove ? "removexattr" : "setxattr", name,
-			 lease ? "leases are not implemented yet" : "read-only attribute");
-		fuse_reply_err(req, lease ? EOPNOTSUPP : EPERM);
+	if (!lease && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0) {
+		LOG_INFO("%s %s: a read-only attribute", remove ? "removexattr" : "setxattr", name);
+		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX) {
+	if (fs_is_ctl(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -799,11 +820,19 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		fs_reply_qfs_err(req, rv);
 		return;
 	}
-	ops[txn.nthen++] = (struct store_op){
-		.type = remove ? STORE_OP_RMXATTR : STORE_OP_SETXATTR, .key = t.key, .xname = name,
-		.value = (const uint8_t *)value, .value_len = len,
-		.flags = (flags & XATTR_CREATE ? STORE_XATTR_CREATE : 0) |
-			 (flags & XATTR_REPLACE ? STORE_XATTR_REPLACE : 0)};
+	if (lease) {
+		rv = fs_lease_xattr_set(fs, t.key, name, value, len, remove, ops, &txn.nthen);
+		if (rv) {
+			fs_reply_qfs_err(req, rv);
+			return;
+		}
+	} else {
+		ops[txn.nthen++] = (struct store_op){
+			.type = remove ? STORE_OP_RMXATTR : STORE_OP_SETXATTR, .key = t.key,
+			.xname = name, .value = (const uint8_t *)value, .value_len = len,
+			.flags = (flags & XATTR_CREATE ? STORE_XATTR_CREATE : 0) |
+				 (flags & XATTR_REPLACE ? STORE_XATTR_REPLACE : 0)};
+	}
 	fs_commit(fs, &cr, &txn);
 }
 
@@ -908,7 +937,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct target t;
 	int rv;
 
-	if (ino != STORE_ROOT_INO && ino <= NODE_CTL_MAX) {
+	if (fs_is_ctl(ino)) {
 		ctl_readdir(fs, req, ino, size, off);
 		return;
 	}

@@ -164,10 +164,24 @@ static void diff_key(struct replay *r, const char *key)
 static bool seen(const struct store_op *ops, size_t i, const char *key)
 {
 	for (size_t j = 0; j < i; j++) {
-		if (strcmp(ops[j].key, key) == 0 || (ops[j].dst && strcmp(ops[j].dst, key) == 0))
+		if ((ops[j].key && strcmp(ops[j].key, key) == 0) ||
+		    (ops[j].dst && strcmp(ops[j].dst, key) == 0))
 			return true;
 	}
 	return false;
+}
+
+/* Keys deleted by a lease revoke or expiry are not named in the ops: the
+ * revision's events list them. */
+static int lease_deleted(void *arg, const struct store_event *ev)
+{
+	struct replay *r = arg;
+
+	if (ev->type == STORE_EVENT_DELETE) {
+		forget_key(r->fs, ev->kv->key);
+		diff_key(r, ev->kv->key);
+	}
+	return 0;
 }
 
 static void replay_op(struct replay *r, const struct store_op *ops, size_t i)
@@ -175,7 +189,12 @@ static void replay_op(struct replay *r, const struct store_op *ops, size_t i)
 	const struct store_op *op = &ops[i];
 	struct store_kv kv;
 
-	if (op->type == STORE_OP_RENAME) {
+	if (op->type == STORE_OP_LEASE_REVOKE || op->type == STORE_OP_LEASE_EXPIRE) {
+		store_events(server_store(r->fs->srv), r->before + 1, r->before + 1, "/",
+			     lease_deleted, r);
+	} else if (!op->key) {
+		return; /* grant, renew: no key changes */
+	} else if (op->type == STORE_OP_RENAME) {
 		if (get_at(server_store(r->fs->srv), op->key, r->before, &kv) == 0)
 			add(r, RENAME, op->key, op->dst,
 			    op->flags & STORE_RENAME_EXCHANGE ? RENAME_EXCHANGE : 0, NULL);
@@ -284,7 +303,8 @@ void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct 
 	ops = res->succeeded ? e->txn.then_ops : e->txn.else_ops;
 	n = res->succeeded ? e->txn.nthen : e->txn.nelse;
 	for (size_t i = 0; i < n; i++) {
-		forget_key(fs, ops[i].key);
+		if (ops[i].key)
+			forget_key(fs, ops[i].key);
 		if (ops[i].dst)
 			forget_key(fs, ops[i].dst);
 	}

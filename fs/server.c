@@ -120,6 +120,8 @@ struct server {
 	size_t nremovals;
 
 	bool compact_pending;
+	uint64_t leader_since; /* loop time this member became leader, 0 = not leader */
+	bool expiring;         /* a lease expiry round is in flight */
 	bool stopped;
 	void (*stop_hook)(void *arg);
 	void *stop_arg;
@@ -338,7 +340,7 @@ static void apply_conf(struct server *srv, const struct raft_entry *e)
 static void apply_normal(struct server *srv, const struct raft_entry *e)
 {
 	struct store_result res = {0};
-	uint64_t origin, reqid;
+	uint64_t origin, reqid, rev0 = store_revision(srv->store);
 	struct work *w = NULL;
 	int fresh, type;
 
@@ -373,7 +375,8 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 	res.revision = store_revision(srv->store);
 	if (origin == srv->member_id)
 		w = take_proposal(srv, reqid);
-	if (fresh && type == ENTRY_TXN && srv->applied_cb && !(w && w->from_mount))
+	if (fresh && type == ENTRY_TXN && srv->applied_cb && !(w && w->from_mount) &&
+	    res.revision != rev0)
 		srv->applied_cb(srv->applied_arg, e->data, e->len, &res);
 	if (w)
 		finish_proposal(w, 0, &res);
@@ -658,6 +661,10 @@ static void process_ready(struct server *srv)
 				 (unsigned long long)rd.term,
 				 rd.leader == srv->member_id ? ": this member" : "");
 		new_leader = rd.soft_changed && rd.leader && rd.leader != srv->view.leader;
+		if (rd.soft_changed)
+			srv->leader_since = rd.role == RAFT_LEADER
+						? (srv->leader_since ? srv->leader_since : now_ms(srv))
+						: 0;
 		raft_ready_free(&rd);
 		refresh_view(srv);
 		if (new_leader) /* what went to the old leader may be lost: resend now */
@@ -848,11 +855,99 @@ static void drop_removed_links(struct server *srv)
 	}
 }
 
+/* ---- Lease expiry ------------------------------------------------------------- *
+ *
+ * Only the leader expires leases, and only after it confirmed with a read
+ * point that it still leads, so a deposed or partitioned leader revokes
+ * nothing. A new leader first waits one election timeout: the old leader's
+ * view of time is not known, and waiting can only lengthen a lease, by at
+ * most that much. The entry names each lease's generation: a renewal that
+ * raced the expiry wins (store.h).
+ */
+
+struct expiry_round {
+	struct server *srv;
+	struct store_op *ops;
+	size_t n, cap;
+	int64_t now_ns;
+};
+
+static int collect_expired(void *arg, const struct store_lease *l)
+{
+	struct expiry_round *x = arg;
+
+	if (l->expiry_ns > x->now_ns || x->n == 256) /* a bounded round; more next tick */
+		return 0;
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 16;
+		struct store_op *grown = realloc(x->ops, cap * sizeof(*grown));
+
+		if (!grown)
+			return 1;
+		x->ops = grown;
+		x->cap = cap;
+	}
+	x->ops[x->n++] = (struct store_op){
+	    .type = STORE_OP_LEASE_EXPIRE, .lease_id = l->id, .lease_gen = l->gen};
+	return 0;
+}
+
+static void expiry_done(void *arg, int err, const struct store_result *res)
+{
+	struct server *srv = arg;
+
+	srv->expiring = false;
+	if (err || res->err)
+		LOG_WARN("lease expiry: %s", qfs_strerror(err ? err : res->err));
+}
+
+static void expiry_confirmed(void *arg, int err)
+{
+	struct expiry_round *x = arg;
+	struct server *srv = x->srv;
+	struct entry e = {.type = ENTRY_TXN};
+
+	if (!err && srv->view.role == RAFT_LEADER) {
+		e.txn.then_ops = x->ops;
+		e.txn.nthen = x->n;
+		err = server_propose(srv, &e, expiry_done, srv);
+	} else if (!err) {
+		err = QFS_ENOTLEADER;
+	}
+	if (err) {
+		LOG_DEBUG("lease expiry round dropped: %s", qfs_strerror(err));
+		srv->expiring = false;
+	}
+	free(x->ops);
+	free(x);
+}
+
+static void expire_leases(struct server *srv)
+{
+	struct expiry_round *x;
+	struct timespec ts;
+
+	if (srv->expiring || srv->stopped || srv->view.role != RAFT_LEADER || !srv->leader_since ||
+	    now_ms(srv) < srv->leader_since + srv->cfg->election_ms || !(x = calloc(1, sizeof(*x))))
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	x->srv = srv;
+	x->now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	store_lease_list(srv->store, collect_expired, x);
+	if (x->n == 0 || server_read_barrier(srv, expiry_confirmed, x) != 0) {
+		free(x->ops);
+		free(x);
+		return;
+	}
+	srv->expiring = true;
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 
 	drop_removed_links(srv);
+	expire_leases(srv);
 
 	raft_tick(srv->raft);
 	expire(srv);

@@ -59,10 +59,10 @@ void server_shutdown(struct server *srv);
 void server_set_stop_hook(struct server *srv, void (*hook)(void *arg), void *arg);
 
 /* Called on the loop thread after a transaction the local kernel did not
- * see was applied (proposed by another member, by the client port, by the
- * lease keeper), with the store already changed: lets the filesystem drop
- * what the kernel cached and replay the change for inotify. entry is the
- * encoded entry. */
+ * see was applied and made a new revision (proposed by another member, by
+ * the client port, by the lease keeper), with the store already changed:
+ * lets the filesystem drop what the kernel cached and replay the change for
+ * inotify. entry is the encoded entry. */
 typedef void (*server_applied_cb)(void *arg, const uint8_t *entry, size_t len,
 				  const struct store_result *res);
 void server_set_applied_hook(struct server *srv, server_applied_cb cb, void *arg);
