@@ -27,7 +27,8 @@ struct inval {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct item *head, *tail; /* guarded by mu */
-	bool stop;
+	bool stop;    /* asked to end */
+	bool stopped; /* the thread has ended: work runs in the caller */
 	pid_t tid; /* set by the thread before inval_create returns */
 };
 
@@ -105,13 +106,25 @@ pid_t inval_tid(const struct inval *iv)
 	return iv->tid;
 }
 
-void inval_destroy(struct inval *iv)
+void inval_stop(struct inval *iv)
 {
 	pthread_mutex_lock(&iv->mu);
+	if (iv->stopped) {
+		pthread_mutex_unlock(&iv->mu);
+		return;
+	}
 	iv->stop = true;
 	pthread_cond_signal(&iv->cond);
 	pthread_mutex_unlock(&iv->mu);
 	pthread_join(iv->thread, NULL);
+	pthread_mutex_lock(&iv->mu);
+	iv->stopped = true;
+	pthread_mutex_unlock(&iv->mu);
+}
+
+void inval_destroy(struct inval *iv)
+{
+	inval_stop(iv);
 	pthread_cond_destroy(&iv->cond);
 	pthread_mutex_destroy(&iv->mu);
 	free(iv);
@@ -120,6 +133,11 @@ void inval_destroy(struct inval *iv)
 static void push(struct inval *iv, struct item *it)
 {
 	pthread_mutex_lock(&iv->mu);
+	if (iv->stopped) {
+		pthread_mutex_unlock(&iv->mu);
+		run(iv, it);
+		return;
+	}
 	if (iv->tail)
 		iv->tail->next = it;
 	else

@@ -20,7 +20,11 @@ int inval_create(struct fuse_session *se, struct inval **out);
 /* The thread id of the invalidation thread: requests it makes through the
  * mount (replays of remote changes, see remote.c) carry it. */
 pid_t inval_tid(const struct inval *iv);
-/* Carries out everything queued (answering its requests), then stops. */
+/* Carries out everything queued (answering its requests) and ends the
+ * thread; later calls run their work at once in the caller's thread (the
+ * mount is going: notify calls fail harmlessly, requests get answered). */
+void inval_stop(struct inval *iv);
+/* Stops if needed and frees. No other thread may use iv any more. */
 void inval_destroy(struct inval *iv);
 
 /* Any thread. Drops the kernel's attributes of node id ino (and its data

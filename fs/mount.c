@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,16 +36,39 @@ static void *fuse_main_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * Detaches the mount without closing /dev/fuse under the FUSE threads (they
+ * may be reading it): once the kernel drops the superblock the connection
+ * ends, their reads fail and the loop returns; fs_close() then lets libfuse
+ * close the device.
+ */
+static void detach(const char *mnt)
+{
+	pid_t pid;
+
+	if (geteuid() == 0) {
+		if (umount2(mnt, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
+			LOG_WARN("umount %s: %s", mnt, strerror(errno));
+		return;
+	}
+	pid = fork(); /* an unprivileged mount goes through the setuid helper */
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "-z", mnt, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
 static void stop_hook(void *arg)
 {
 	struct fs *fs = arg;
 
 	LOG_INFO("unmounting %s", fs->cfg->mount);
 	server_set_applied_hook(fs->srv, NULL, NULL);
-	inval_destroy(fs->inval); /* answers the flushes still queued there */
-	fs->inval = NULL;
+	inval_stop(fs->inval); /* answers the flushes still queued there */
 	fuse_session_exit(fs->se);
-	fuse_session_unmount(fs->se);
+	detach(fs->mount_abs);
 }
 
 static void detach_stale_mount(const char *dir)
@@ -136,8 +160,12 @@ bool fs_wait(struct fs *fs)
 
 void fs_close(struct fs *fs)
 {
-	if (fs->se)
+	if (fs->inval)
+		inval_destroy(fs->inval);
+	if (fs->se) {
+		fuse_session_unmount(fs->se); /* the FUSE threads are gone: closes the device */
 		fuse_session_destroy(fs->se);
+	}
 	if (fs->nodes)
 		nodes_destroy(fs->nodes);
 	memset(fs, 0, sizeof(*fs));
