@@ -1,35 +1,25 @@
 /*
- * `quorumfs status | member ... | leader transfer | get | put | del`: parse
- * the command line, send one client_proto.h request at a time over a
- * blocking TCP socket with a deadline, print the answer.
- *
- * Endpoints are tried in order. A member that is not the leader answers
- * NOTLEADER with the leader's client address when it knows it: the request
- * goes there once, then on to the next endpoint. A request that was sent
- * but got no answer moves on only when repeating it is harmless (reads);
- * a write that may have been applied is reported, not repeated.
+ * `quorumfs status | member ... | leader transfer | get | put | del | watch`:
+ * parse the command line, send client_proto.h requests through client.h,
+ * print the answers (or, for watch, the event stream).
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/errors.h"
 #include "../store/store.h"
 #include "cli.h"
+#include "client.h"
 #include "client_proto.h"
 
 #define DEFAULT_ENDPOINT "127.0.0.1:2379"
 #define DEFAULT_TIMEOUT_MS 6000 /* above the members' default request timeout */
-#define CONNECT_TIMEOUT_MS 2000 /* per endpoint, so a dead host leaves time for others */
-#define MAX_ENDPOINTS 64
-#define ERR_MAX 512
 
 /* Flags a command accepts besides the global ones. */
 enum {
@@ -38,6 +28,7 @@ enum {
 	FL_LEARNER = 0x4,
 	FL_VOTER = 0x8,
 	FL_CLIENT = 0x10,
+	FL_START = 0x20, /* --rev for watch: where to start */
 };
 
 struct cli;
@@ -53,52 +44,19 @@ struct command {
 struct cli {
 	const struct command *cmd;
 	char what[160]; /* "put /a": how errors start */
-	char *endpoint_list;
-	const char *endpoints[MAX_ENDPOINTS];
-	size_t nendpoints;
+	struct client_endpoints eps;
 	bool json;
-	uint64_t timeout_ms;
 	bool prefix, learner, voter;
 	uint64_t rev;
 	const char *client_addr;
 	const char *args[2];
 };
 
-/* An answer and the payload its pointers borrow from. */
-struct answer {
-	struct client_resp resp;
-	uint8_t *payload;
-};
-
-static void answer_free(struct answer *a)
-{
-	client_proto_resp_free(&a->resp);
-	free(a->payload);
-	a->payload = NULL;
-}
-
-static int split_endpoints(struct cli *c, const char *list)
-{
-	char *save = NULL;
-
-	free(c->endpoint_list);
-	c->endpoint_list = strdup(list);
-	c->nendpoints = 0;
-	if (!c->endpoint_list)
-		return -1;
-	for (char *t = strtok_r(c->endpoint_list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (c->nendpoints == MAX_ENDPOINTS)
-			return -1;
-		c->endpoints[c->nendpoints++] = t;
-	}
-	return c->nendpoints ? 0 : -1;
-}
-
 static int fail(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int fail(const struct cli *c, const char *fmt, ...)
 {
-	char msg[ERR_MAX];
+	char msg[CLIENT_ERR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -106,291 +64,6 @@ static int fail(const struct cli *c, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "quorumfs: %s: %s\n", c->what, msg);
 	return 1;
-}
-
-/* ---- network ------------------------------------------------------------------ */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Waits for fd to become ready for events; 0, or -1 with err set. */
-static int wait_fd(int fd, short events, uint64_t deadline, const char *ep, char *err)
-{
-	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = events};
-		uint64_t now = now_ms();
-		int n;
-
-		if (now >= deadline) {
-			snprintf(err, ERR_MAX, "no answer from %s in time (--timeout-ms)", ep);
-			return -1;
-		}
-		n = poll(&pfd, 1, (int)(deadline - now));
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR) {
-			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
-			return -1;
-		}
-	}
-}
-
-/* "HOST:PORT" or "[V6]:PORT" into host and port strings. */
-static int split_endpoint(const char *ep, char *host, size_t hlen, const char **port)
-{
-	const char *colon;
-	size_t n;
-
-	if (ep[0] == '[') {
-		const char *close = strchr(ep, ']');
-
-		if (!close || close[1] != ':')
-			return -1;
-		n = (size_t)(close - ep - 1);
-		if (n >= hlen)
-			return -1;
-		memcpy(host, ep + 1, n);
-		*port = close + 2;
-	} else {
-		colon = strrchr(ep, ':');
-		if (!colon)
-			return -1;
-		n = (size_t)(colon - ep);
-		if (n >= hlen)
-			return -1;
-		memcpy(host, ep, n);
-		*port = colon + 1;
-	}
-	host[n] = 0;
-	return n && **port ? 0 : -1;
-}
-
-/* A connected non-blocking socket, or -1 with err set. */
-static int ep_connect(const char *ep, uint64_t deadline, char *err)
-{
-	struct addrinfo hints = {
-	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	char host[256];
-	const char *port;
-	uint64_t limit = now_ms() + CONNECT_TIMEOUT_MS;
-	int fd = -1, rv;
-
-	if (split_endpoint(ep, host, sizeof(host), &port) != 0) {
-		snprintf(err, ERR_MAX, "bad endpoint '%s' (want HOST:PORT)", ep);
-		return -1;
-	}
-	rv = getaddrinfo(host, port, &hints, &res);
-	if (rv) {
-		snprintf(err, ERR_MAX, "%s: %s", ep, gai_strerror(rv));
-		return -1;
-	}
-	if (limit > deadline)
-		limit = deadline;
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		int soerr = 0;
-		socklen_t len = sizeof(soerr);
-
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
-			continue;
-		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, limit, ep, err) == 0) {
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-			if (soerr == 0)
-				break;
-			errno = soerr;
-		}
-		if (errno != EINPROGRESS)
-			snprintf(err, ERR_MAX, "cannot connect to %s: %s", ep, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-static int send_all(int fd, const uint8_t *p, size_t len, uint64_t deadline, const char *ep,
-		    char *err)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
-			return -1;
-		}
-		if (wait_fd(fd, POLLOUT, deadline, ep, err))
-			return -1;
-	}
-	return 0;
-}
-
-static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline, const char *ep, char *err)
-{
-	while (len > 0) {
-		ssize_t n = recv(fd, p, len, 0);
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			snprintf(err, ERR_MAX, "%s closed the connection without answering", ep);
-			return -1;
-		}
-		if (errno != EAGAIN && errno != EINTR) {
-			snprintf(err, ERR_MAX, "%s: %s", ep, strerror(errno));
-			return -1;
-		}
-		if (wait_fd(fd, POLLIN, deadline, ep, err))
-			return -1;
-	}
-	return 0;
-}
-
-enum call_result {
-	CALL_OK,
-	CALL_UNREACHED, /* nothing was sent */
-	CALL_LOST,	/* sent; the answer did not arrive */
-};
-
-/* One request frame to one endpoint, one answer back. */
-static enum call_result call_endpoint(const char *ep, const struct qbuf *frame, uint8_t type,
-				      uint64_t deadline, struct answer *a, char *err)
-{
-	uint8_t h[CLIENT_PROTO_HDR_SIZE];
-	struct client_hdr hdr;
-	enum call_result res = CALL_LOST;
-	int fd = ep_connect(ep, deadline, err);
-
-	memset(a, 0, sizeof(*a));
-	if (fd < 0)
-		return CALL_UNREACHED;
-	if (send_all(fd, frame->data, frame->len, deadline, ep, err) ||
-	    recv_all(fd, h, sizeof(h), deadline, ep, err))
-		goto out;
-	/* Length and type are checked before allocating for the payload. */
-	if (client_proto_hdr_decode(h, CLIENT_PROTO_MAX_PAYLOAD, &hdr) ||
-	    hdr.type != (type | CLIENT_PROTO_RESPONSE)) {
-		snprintf(err, ERR_MAX, "%s does not speak the quorumfs client protocol", ep);
-		goto out;
-	}
-	a->payload = malloc(hdr.len ? hdr.len : 1);
-	if (!a->payload) {
-		snprintf(err, ERR_MAX, "out of memory for a %" PRIu32 " byte answer", hdr.len);
-		goto out;
-	}
-	if (recv_all(fd, a->payload, hdr.len, deadline, ep, err))
-		goto out;
-	if (client_proto_crc_check(&hdr, a->payload) ||
-	    client_proto_resp_decode(&hdr, a->payload, hdr.len, &a->resp)) {
-		snprintf(err, ERR_MAX, "malformed answer from %s", ep);
-		goto out;
-	}
-	res = CALL_OK;
-out:
-	if (res != CALL_OK)
-		answer_free(a);
-	close(fd);
-	return res;
-}
-
-/* Safe to send again after it may have been received. */
-static bool repeatable(uint8_t type)
-{
-	return type == CLIENT_REQ_STATUS || type == CLIENT_REQ_MEMBER_LIST ||
-	       type == CLIENT_REQ_GET;
-}
-
-/* Worth asking another member: this one cannot do it now. */
-static bool ask_elsewhere(int status)
-{
-	return status == QFS_ENOTLEADER || status == QFS_ESHUTDOWN;
-}
-
-/*
- * Sends r to the endpoints (or only to `only`), following NOTLEADER once.
- * Returns 0 with an answer (whose status may be an error) or -1 with err.
- */
-static int request(const struct cli *c, const struct client_req *r, const char *only,
-		   struct answer *a, char *err)
-{
-	uint64_t deadline = now_ms() + c->timeout_ms;
-	size_t n = only ? 1 : c->nendpoints;
-	struct answer last = {0};
-	bool have_last = false, followed = false;
-	char leader[CLIENT_PROTO_ADDR_MAX + 1];
-	struct qbuf frame;
-	int rv = -1;
-
-	qbuf_init(&frame);
-	if (client_proto_req_encode(r, &frame) != 0) {
-		snprintf(err, ERR_MAX, "%s",
-			 r->type == CLIENT_REQ_PUT ? qfs_strerror(QFS_EFBIG)
-						   : "argument too long for the protocol");
-		goto out;
-	}
-	snprintf(err, ERR_MAX, "no endpoint to ask");
-	for (size_t i = 0; i < n; i++) {
-		const char *ep = only ? only : c->endpoints[i];
-
-		/* Out of time: the last attempt's error says more than a
-		 * timeout on an endpoint never tried. */
-		if (i > 0 && now_ms() >= deadline)
-			break;
-		for (;;) {
-			enum call_result cr = call_endpoint(ep, &frame, r->type, deadline, a, err);
-
-			if (cr == CALL_LOST && !repeatable(r->type)) {
-				size_t len = strlen(err);
-
-				snprintf(err + len, ERR_MAX - len,
-					 " (the request may or may not have been applied)");
-				goto out;
-			}
-			if (cr != CALL_OK)
-				break;
-			if (!ask_elsewhere(a->resp.status)) {
-				rv = 0;
-				goto out;
-			}
-			answer_free(&last);
-			last = *a;
-			have_last = true;
-			memset(a, 0, sizeof(*a));
-			if (followed || last.resp.status != QFS_ENOTLEADER ||
-			    !last.resp.leader_client[0] || strcmp(last.resp.leader_client, ep) == 0)
-				break;
-			followed = true;
-			snprintf(leader, sizeof(leader), "%s", last.resp.leader_client);
-			ep = leader;
-		}
-	}
-	if (have_last) {
-		/* Nobody could do it: report what the last member said. */
-		*a = last;
-		memset(&last, 0, sizeof(last));
-		rv = 0;
-	}
-out:
-	answer_free(&last);
-	qbuf_close(&frame);
-	return rv;
 }
 
 /* The error line for a member's refusal. */
@@ -405,15 +78,15 @@ static int fail_resp(const struct cli *c, const struct client_resp *r)
 }
 
 /* request() and the error line in one: 0 with a successful answer, or 1. */
-static int ask(const struct cli *c, const struct client_req *r, struct answer *a)
+static int ask(const struct cli *c, const struct client_req *r, struct client_answer *a)
 {
-	char err[ERR_MAX];
+	char err[CLIENT_ERR_MAX];
 
-	if (request(c, r, NULL, a, err) != 0)
+	if (client_request(&c->eps, r, NULL, a, err) != 0)
 		return fail(c, "%s", err);
 	if (a->resp.status != 0) {
 		fail_resp(c, &a->resp);
-		answer_free(a);
+		client_answer_free(a);
 		return 1;
 	}
 	return 0;
@@ -487,24 +160,24 @@ static const char *type_name(uint8_t t)
 struct row {
 	char name[CLIENT_PROTO_NAME_MAX + 1];
 	char endpoint[CLIENT_PROTO_ADDR_MAX + 1];
-	struct answer a; /* a.resp.st when answered */
+	struct client_answer a; /* a.resp.st when answered */
 	bool answered;
 	const char *health; /* when not answered: "unreachable" or "unknown" */
-	char err[ERR_MAX];
+	char err[CLIENT_ERR_MAX];
 };
 
 static void row_query(const struct cli *c, struct row *row)
 {
 	struct client_req r = {.type = CLIENT_REQ_STATUS};
 
-	if (request(c, &r, row->endpoint, &row->a, row->err) != 0) {
+	if (client_request(&c->eps, &r, row->endpoint, &row->a, row->err) != 0) {
 		row->health = "unreachable";
 		return;
 	}
 	if (row->a.resp.status) {
-		snprintf(row->err, ERR_MAX, "%s", row->a.resp.msg);
+		snprintf(row->err, CLIENT_ERR_MAX, "%s", row->a.resp.msg);
 		row->health = "unreachable";
-		answer_free(&row->a);
+		client_answer_free(&row->a);
 		return;
 	}
 	row->answered = true;
@@ -562,16 +235,16 @@ static void row_print(const struct cli *c, const struct row *row, bool first)
 static size_t status_rows_from_members(const struct cli *c, struct row **rows)
 {
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
-	struct answer list;
+	struct client_answer list;
 	struct row *out, *self = *rows;
 	bool self_listed = false;
-	char err[ERR_MAX];
+	char err[CLIENT_ERR_MAX];
 	size_t n = 0;
 
-	if (request(c, &r, self->endpoint, &list, err) != 0)
+	if (client_request(&c->eps, &r, self->endpoint, &list, err) != 0)
 		return 1;
 	if (list.resp.status != 0 || !(out = calloc(list.resp.nmembers + 1, sizeof(*out)))) {
-		answer_free(&list);
+		client_answer_free(&list);
 		return 1;
 	}
 	for (size_t i = 0; i < list.resp.nmembers; i++) {
@@ -586,7 +259,7 @@ static size_t status_rows_from_members(const struct cli *c, struct row **rows)
 		snprintf(row->endpoint, sizeof(row->endpoint), "%s", m->client_addr);
 		if (!m->client_addr[0]) {
 			row->health = "unknown";
-			snprintf(row->err, ERR_MAX, "no client address (--listen-client)");
+			snprintf(row->err, CLIENT_ERR_MAX, "no client address (--listen-client)");
 		} else {
 			row_query(c, row);
 		}
@@ -596,7 +269,7 @@ static size_t status_rows_from_members(const struct cli *c, struct row **rows)
 	/* A member just removed still answers for itself. */
 	if (!self_listed)
 		out[n++] = *self;
-	answer_free(&list);
+	client_answer_free(&list);
 	free(*rows);
 	*rows = out;
 	return n;
@@ -604,14 +277,14 @@ static size_t status_rows_from_members(const struct cli *c, struct row **rows)
 
 static int run_status(struct cli *c)
 {
-	struct row *rows = calloc(c->nendpoints, sizeof(*rows));
-	size_t n = c->nendpoints, failed = 0;
+	struct row *rows = calloc(c->eps.n, sizeof(*rows));
+	size_t n = c->eps.n, failed = 0;
 	int rv = 0;
 
 	if (!rows)
 		return fail(c, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		snprintf(rows[i].endpoint, sizeof(rows[i].endpoint), "%s", c->endpoints[i]);
+		snprintf(rows[i].endpoint, sizeof(rows[i].endpoint), "%s", c->eps.ep[i]);
 		row_query(c, &rows[i]);
 	}
 	if (n == 1 && !rows[0].answered) {
@@ -633,7 +306,7 @@ static int run_status(struct cli *c)
 		rv = fail(c, "%zu of %zu members did not answer", failed, n);
 out:
 	for (size_t i = 0; i < n; i++)
-		answer_free(&rows[i].a);
+		client_answer_free(&rows[i].a);
 	free(rows);
 	return rv;
 }
@@ -643,7 +316,7 @@ out:
 static int run_member_list(struct cli *c)
 {
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
-	struct answer a;
+	struct client_answer a;
 
 	if (ask(c, &r, &a))
 		return 1;
@@ -670,7 +343,7 @@ static int run_member_list(struct cli *c)
 	}
 	if (c->json)
 		printf("\n]\n");
-	answer_free(&a);
+	client_answer_free(&a);
 	return 0;
 }
 
@@ -688,7 +361,7 @@ static int run_member_change(struct cli *c)
 	};
 	struct client_req r = {.name = c->args[0]};
 	const char *done = "";
-	struct answer a;
+	struct client_answer a;
 
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		if (strcmp(ops[i].name, c->cmd->name) == 0 &&
@@ -719,35 +392,35 @@ static int run_member_change(struct cli *c)
 		printf(", \"ok\": true}\n");
 	} else
 		printf("%s %s\n", c->args[0], done);
-	answer_free(&a);
+	client_answer_free(&a);
 	return 0;
 }
 
 /* One request for the daemon itself (serve --join): the status, with the
  * member's message or a connection error in err. On 0, *a holds the answer
- * (answer_free). */
+ * (client_answer_free). */
 static int daemon_request(const char *endpoints, uint64_t timeout_ms, const struct client_req *r,
-			  struct answer *a, char *err, size_t errlen)
+			  struct client_answer *a, char *err, size_t errlen)
 {
-	struct cli c = {.timeout_ms = timeout_ms};
-	char e[ERR_MAX];
+	struct cli c = {.eps.timeout_ms = timeout_ms};
+	char e[CLIENT_ERR_MAX];
 	int rv;
 
-	if (split_endpoints(&c, endpoints)) {
+	if (client_endpoints_set(&c.eps, endpoints)) {
 		snprintf(err, errlen, "bad endpoint list '%s'", endpoints);
-		free(c.endpoint_list);
+		client_endpoints_close(&c.eps);
 		return QFS_EINVAL;
 	}
-	if (request(&c, r, NULL, a, e) != 0) {
+	if (client_request(&c.eps, r, NULL, a, e) != 0) {
 		snprintf(err, errlen, "%s", e);
 		rv = QFS_EIO;
 	} else {
 		rv = a->resp.status;
 		snprintf(err, errlen, "%s", rv ? a->resp.msg : "");
 		if (rv)
-			answer_free(a);
+			client_answer_free(a);
 	}
-	free(c.endpoint_list);
+	client_endpoints_close(&c.eps);
 	return rv;
 }
 
@@ -759,11 +432,11 @@ int cli_member_add_learner(const char *endpoints, const char *name, const char *
 			       .peer_addr = peer_addr,
 			       .client_addr = client_addr ? client_addr : "",
 			       .learner = true};
-	struct answer a;
+	struct client_answer a;
 	int rv = daemon_request(endpoints, timeout_ms, &r, &a, err, errlen);
 
 	if (rv == 0)
-		answer_free(&a);
+		client_answer_free(&a);
 	return rv;
 }
 
@@ -773,7 +446,7 @@ int cli_member_peers(const char *endpoints, uint64_t timeout_ms,
 		     void *arg, char *err, size_t errlen)
 {
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
-	struct answer a;
+	struct client_answer a;
 	int rv = daemon_request(endpoints, timeout_ms, &r, &a, err, errlen);
 
 	if (rv)
@@ -781,7 +454,7 @@ int cli_member_peers(const char *endpoints, uint64_t timeout_ms,
 	for (size_t i = 0; i < a.resp.nmembers; i++)
 		cb(arg, a.resp.members[i].id, a.resp.members[i].name, a.resp.members[i].peer_addr,
 		   a.resp.members[i].client_addr);
-	answer_free(&a);
+	client_answer_free(&a);
 	return 0;
 }
 
@@ -823,7 +496,7 @@ static int run_get(struct cli *c)
 			       .after = ""};
 	char after[CLIENT_PROTO_KEY_MAX + 1];
 	bool first = true;
-	struct answer a;
+	struct client_answer a;
 
 	if (check_key(c, r.key))
 		return 1;
@@ -834,12 +507,12 @@ static int run_get(struct cli *c)
 			const struct client_kv *kv = &a.resp.kvs[0];
 
 			if (a.resp.nkvs != 1 || kv->type == STORE_DIR) {
-				answer_free(&a);
+				client_answer_free(&a);
 				return fail(c, "%s (use --prefix to list it)",
 					    qfs_strerror(QFS_EISDIR));
 			}
 			fwrite(kv->value, 1, kv->value_len, stdout);
-			answer_free(&a);
+			client_answer_free(&a);
 			return 0;
 		}
 		if (c->json && first)
@@ -852,14 +525,14 @@ static int run_get(struct cli *c)
 		snprintf(after, sizeof(after), "%s", a.resp.kvs[a.resp.nkvs - 1].key);
 		r.after = after;
 		r.rev = a.resp.revision;
-		answer_free(&a);
+		client_answer_free(&a);
 	}
 	if (c->json) {
 		if (first)
 			printf("{\"revision\": %" PRIu64 ", \"kvs\": [", a.resp.revision);
 		printf("%s]}\n", first ? "" : "\n");
 	}
-	answer_free(&a);
+	client_answer_free(&a);
 	return 0;
 }
 
@@ -907,7 +580,7 @@ static int run_write(struct cli *c)
 	bool put = strcmp(c->cmd->name, "put") == 0;
 	struct client_req r = {.type = put ? CLIENT_REQ_PUT : CLIENT_REQ_DEL, .key = c->args[0]};
 	uint8_t *stdin_value = NULL;
-	struct answer a;
+	struct client_answer a;
 	int rv;
 
 	if (check_key(c, r.key))
@@ -929,9 +602,233 @@ static int run_write(struct cli *c)
 		printf("{\"revision\": %" PRIu64 "}\n", a.resp.revision);
 	else
 		printf("OK revision=%" PRIu64 "\n", a.resp.revision);
-	answer_free(&a);
+	client_answer_free(&a);
 	return 0;
 }
+
+/* ---- watch --------------------------------------------------------------------------- */
+
+/* Where a watch stands, in what was printed: every event of the revisions
+ * below `next`, and the first `done` events of revision `next`. A resumed
+ * stream starts at `next` and its first `done` events are skipped, so the
+ * output has no gap and no duplicate across reconnections. */
+struct watch_pos {
+	uint64_t next, done;
+	uint64_t last_rev; /* of the last event printed, for the order check */
+	uint64_t stream_rev, stream_idx; /* this connection's count within a revision */
+};
+
+/* A value on one line: control bytes and backslashes escaped. */
+static void value_print(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\\')
+			fputs("\\\\", stdout);
+		else if (p[i] == '\n')
+			fputs("\\n", stdout);
+		else if (p[i] == '\t')
+			fputs("\\t", stdout);
+		else if (p[i] == '\r')
+			fputs("\\r", stdout);
+		else if (p[i] < 0x20 || p[i] == 0x7f)
+			printf("\\x%02x", p[i]);
+		else
+			putchar(p[i]);
+	}
+}
+
+static void event_print(const struct cli *c, const struct client_event *ev)
+{
+	const struct client_kv *kv = &ev->kv;
+	bool put = ev->type == CLIENT_EVENT_PUT;
+
+	if (c->json) {
+		printf("{\"revision\": %" PRIu64 ", \"type\": \"%s\", \"key\": ", ev->revision,
+		       put ? "PUT" : "DELETE");
+		json_str(kv->key);
+		printf(", \"kind\": \"%s\"", type_name(kv->type));
+		if (put) {
+			printf(", \"mode\": %" PRIu32 ", \"create_revision\": %" PRIu64
+			       ", \"mod_revision\": %" PRIu64 ", \"version\": %" PRIu64
+			       ", \"value\": ",
+			       kv->mode, kv->create_rev, kv->mod_rev, kv->version);
+			base64(kv->value, kv->value_len);
+		}
+		fputs("}\n", stdout);
+		return;
+	}
+	/* A trailing '/' marks a directory (keys never end in one). */
+	printf("%" PRIu64 " %s %s%s", ev->revision, put ? "PUT" : "DELETE", kv->key,
+	       kv->type == STORE_DIR && strcmp(kv->key, "/") != 0 ? "/" : "");
+	if (put && kv->type != STORE_DIR) {
+		putchar(' ');
+		value_print(kv->value, kv->value_len);
+	}
+	putchar('\n');
+}
+
+enum watch_end {
+	WATCH_LOST,	/* the connection broke: resume elsewhere */
+	WATCH_FAILED,	/* printed an error: exit 1 */
+	WATCH_STDOUT,	/* our reader went away: exit quietly */
+};
+
+/* Prints one frame's events, skipping what an earlier stream printed. */
+static enum watch_end watch_frame(const struct cli *c, struct watch_pos *pos,
+				  const struct client_resp *r)
+{
+	for (size_t i = 0; i < r->nevents; i++) {
+		const struct client_event *ev = &r->events[i];
+
+		if (ev->revision != pos->stream_rev) {
+			pos->stream_rev = ev->revision;
+			pos->stream_idx = 0;
+		}
+		pos->stream_idx++;
+		if (ev->revision < pos->next ||
+		    (ev->revision == pos->next && pos->stream_idx <= pos->done))
+			continue;
+		if (ev->revision < pos->last_rev) {
+			fail(c, "the member sent revision %" PRIu64 " after %" PRIu64
+				", out of order; stopping",
+			     ev->revision, pos->last_rev);
+			return WATCH_FAILED;
+		}
+		event_print(c, ev);
+		if (ev->revision != pos->next) {
+			pos->next = ev->revision;
+			pos->done = 0;
+		}
+		pos->done++;
+		pos->last_rev = ev->revision;
+		/* Line by line, so `| head` and scripts see each event at once. */
+		if (fflush(stdout) != 0)
+			return WATCH_STDOUT;
+	}
+	if (r->revision >= pos->next) {
+		pos->next = r->revision + 1;
+		pos->done = 0;
+	}
+	return WATCH_LOST;
+}
+
+/*
+ * One connection: WATCH from pos->next, then events until it breaks.
+ * *established says whether the member accepted the watch (so losing it
+ * is worth a resume elsewhere); err says why it ended.
+ */
+static enum watch_end watch_stream(const struct cli *c, const char *ep, struct watch_pos *pos,
+				   bool *established, char *err)
+{
+	struct client_req r = {.type = CLIENT_REQ_WATCH,
+			       .key = c->args[0],
+			       .flags = c->prefix ? CLIENT_WATCH_PREFIX : 0,
+			       .rev = pos->next};
+	uint64_t deadline = client_now_ms() + c->eps.timeout_ms;
+	enum watch_end end = WATCH_LOST;
+	struct client_answer a;
+	struct qbuf frame;
+	int fd;
+
+	*established = false;
+	qbuf_init(&frame);
+	if (client_proto_req_encode(&r, &frame) != 0) {
+		qbuf_close(&frame);
+		fail(c, "key too long for the protocol");
+		return WATCH_FAILED;
+	}
+	fd = client_connect(ep, deadline, err);
+	if (fd < 0)
+		goto out_frame;
+	client_keepalive(fd, 10);
+	if (client_send(fd, &frame, deadline, ep, err) != 0)
+		goto out_fd;
+	pos->stream_rev = pos->stream_idx = 0;
+	for (;;) {
+		/* The first answer within the deadline; then as long as it takes. */
+		if (client_recv(fd, CLIENT_REQ_WATCH, *established ? 0 : deadline, ep, &a, err))
+			break;
+		if (a.resp.status != 0) {
+			if (!*established && (client_ask_elsewhere(a.resp.status) ||
+					      a.resp.status == QFS_ETIMEDOUT)) {
+				snprintf(err, CLIENT_ERR_MAX, "%s: %s", ep, a.resp.msg);
+			} else {
+				fail_resp(c, &a.resp);
+				end = WATCH_FAILED;
+			}
+			client_answer_free(&a);
+			break;
+		}
+		*established = true;
+		end = watch_frame(c, pos, &a.resp);
+		client_answer_free(&a);
+		if (end != WATCH_LOST)
+			break;
+	}
+out_fd:
+	close(fd);
+out_frame:
+	qbuf_close(&frame);
+	return end;
+}
+
+static int run_watch(struct cli *c)
+{
+	struct watch_pos pos = {.next = c->rev};
+	char err[CLIENT_ERR_MAX], lost_at[CLIENT_PROTO_ADDR_MAX + 1] = "";
+	size_t at = 0, tries = 0;
+	bool established, ever = false;
+
+	if (check_key(c, c->args[0]))
+		return 1;
+	/* Each endpoint once; after a loss, each once more, the lost one last
+	 * (it may have come back by then). */
+	while (tries < c->eps.n) {
+		const char *ep = c->eps.ep[at];
+		enum watch_end end = watch_stream(c, ep, &pos, &established, err);
+
+		if (end == WATCH_FAILED)
+			return 1;
+		if (end == WATCH_STDOUT) {
+			/* `| head` had enough: nothing left to say, nowhere to say it. */
+			__fpurge(stdout);
+			return 0;
+		}
+		if (established) {
+			ever = true;
+			tries = 0;
+			snprintf(lost_at, sizeof(lost_at), "%s", ep);
+			if (c->eps.n > 1)
+				fprintf(stderr,
+					"quorumfs: %s: connection to %s lost after revision %" PRIu64
+					" (%s); trying the other endpoints\n",
+					c->what, ep, pos.next - 1, err);
+		}
+		tries++;
+		at = (at + 1) % c->eps.n;
+	}
+	if (!ever)
+		return fail(c, "%s", err);
+	if (pos.done)
+		return fail(c,
+			    "connection to %s lost after revision %" PRIu64 " (and %" PRIu64
+			    " events of revision %" PRIu64 "); resume with --rev %" PRIu64,
+			    lost_at, pos.next - 1, pos.done, pos.next, pos.next);
+	return fail(c, "connection to %s lost after revision %" PRIu64 "; resume with --rev %" PRIu64,
+		    lost_at, pos.next - 1, pos.next);
+}
+
+static const char watch_details[] =
+    "Prints one line per event, in revision order, with no gap and no duplicate:\n"
+    "  REV PUT KEY VALUE    (control bytes in VALUE escaped: \\n \\t \\\\ \\xHH)\n"
+    "  REV DELETE KEY       (a directory's KEY ends in '/')\n"
+    "or with -w json one object per line (value in base64), flushed at once.\n"
+    "Without --rev it starts with the next change; with --rev N it first replays\n"
+    "history from revision N (an error if N was compacted, naming the oldest\n"
+    "revision left). It runs until interrupted. When a connection is lost it\n"
+    "resumes on the next --endpoints member from where it stopped; when none\n"
+    "answers, it exits 1 saying which --rev resumes it. A watcher that stops\n"
+    "reading falls behind and is cancelled by the member with the same advice.\n";
 
 /* ---- command line -------------------------------------------------------------------- */
 
@@ -950,6 +847,8 @@ static const struct command commands[] = {
      run_write},
     {"del", NULL, 1, FL_PREFIX, "KEY", "delete a key; --prefix: and everything under it",
      run_write},
+    {"watch", NULL, 1, FL_PREFIX | FL_START, "KEY",
+     "print changes to KEY (--prefix: and under it) as they happen, or from --rev N", run_watch},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -962,6 +861,7 @@ static const struct {
     {FL_LEARNER, "--learner", "add as a non-voting learner (the default)"},
     {FL_VOTER, "--voter", "add as a learner, then promote at once"},
     {FL_CLIENT, "--client ADDR", "the new member's --listen-client address"},
+    {FL_START, "--rev N", "start at revision N (default: the next change)"},
 };
 
 static void usage_global(FILE *out)
@@ -974,8 +874,11 @@ static void usage_global(FILE *out)
 
 static void usage_command(const struct command *cmd)
 {
-	printf("usage: quorumfs %s%s%s %s [FLAGS]\n\n%s\n\nflags:\n", cmd->name,
-	       cmd->sub ? " " : "", cmd->sub ? cmd->sub : "", cmd->args_usage, cmd->help);
+	printf("usage: quorumfs %s%s%s %s [FLAGS]\n\n%s\n\n", cmd->name, cmd->sub ? " " : "",
+	       cmd->sub ? cmd->sub : "", cmd->args_usage, cmd->help);
+	if (cmd->run == run_watch)
+		printf("%s\n", watch_details);
+	printf("flags:\n");
 	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++)
 		if (cmd->flags & flag_help[i].flag)
 			printf("  %-24s %s\n", flag_help[i].name, flag_help[i].help);
@@ -1007,7 +910,7 @@ static int usage_error(const char *what, const char *fmt, ...)
 
 static int usage_error(const char *what, const char *fmt, ...)
 {
-	char msg[ERR_MAX];
+	char msg[CLIENT_ERR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -1075,7 +978,7 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 			if (!value)
 				value = argv[++i];
 			if (strcmp(name, "--rev") == 0) {
-				need = FL_REV;
+				need = (cmd->flags & FL_START) ? FL_START : FL_REV;
 				if (parse_u64(value, &c->rev) || c->rev == 0)
 					return usage_error(
 					    what, "--rev wants a revision >= 1, got '%s'", value);
@@ -1083,14 +986,14 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 				need = FL_CLIENT;
 				c->client_addr = value;
 			} else if (strcmp(name, "--endpoints") == 0) {
-				if (split_endpoints(c, value))
+				if (client_endpoints_set(&c->eps, value))
 					return usage_error(what,
 							   "--endpoints wants HOST:PORT,... "
 							   "(at most %d)",
-							   MAX_ENDPOINTS);
+							   CLIENT_MAX_ENDPOINTS);
 			} else if (strcmp(name, "--timeout-ms") == 0) {
-				if (parse_u64(value, &c->timeout_ms) || c->timeout_ms == 0 ||
-				    c->timeout_ms > 24ull * 3600 * 1000)
+				if (parse_u64(value, &c->eps.timeout_ms) || c->eps.timeout_ms == 0 ||
+				    c->eps.timeout_ms > 24ull * 3600 * 1000)
 					return usage_error(what,
 							   "--timeout-ms wants milliseconds, "
 							   "got '%s'",
@@ -1122,7 +1025,7 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 
 int cli_main(int argc, char **argv)
 {
-	struct cli c = {.timeout_ms = DEFAULT_TIMEOUT_MS};
+	struct cli c = {.eps.timeout_ms = DEFAULT_TIMEOUT_MS};
 	const char *sub = argc > 1 ? argv[1] : NULL;
 	char what[64];
 	int used = 1, rv;
@@ -1161,16 +1064,16 @@ int cli_main(int argc, char **argv)
 	snprintf(what, sizeof(what), "%s%s%s", c.cmd->name, c.cmd->sub ? " " : "",
 		 c.cmd->sub ? c.cmd->sub : "");
 	rv = parse_args(&c, argc - used, argv + used, what);
-	if (rv == 0 && !c.endpoint_list && split_endpoints(&c, DEFAULT_ENDPOINT))
+	if (rv == 0 && !c.eps.list && client_endpoints_set(&c.eps, DEFAULT_ENDPOINT))
 		rv = usage_error(what, "out of memory");
 	if (rv) {
-		free(c.endpoint_list);
+		client_endpoints_close(&c.eps);
 		return rv == 1 ? 0 : rv;
 	}
 	snprintf(c.what, sizeof(c.what), "%s%s%.100s", what, c.cmd->nargs ? " " : "",
 		 c.cmd->nargs ? c.args[0] : "");
 	rv = c.cmd->run(&c);
-	free(c.endpoint_list);
+	client_endpoints_close(&c.eps);
 	if (fflush(stdout) != 0 && rv == 0) {
 		fprintf(stderr, "quorumfs: %s: writing output: %s\n", c.what, strerror(errno));
 		rv = 1;
