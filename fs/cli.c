@@ -5,7 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
@@ -712,6 +712,27 @@ static enum watch_end watch_frame(const struct cli *c, struct watch_pos *pos,
 	return WATCH_LOST;
 }
 
+/* Waits for the member's next frame; false if our reader went away
+ * meanwhile (a pipe whose reader closed reports POLLERR on our end), so
+ * `watch | head` ends when head does, not at the next event. */
+static bool watch_wait(int fd)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = STDOUT_FILENO, .events = 0}};
+
+	for (;;) {
+		int n = poll(p, 2, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return true; /* client_recv() will say what is wrong */
+		if (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))
+			return false;
+		if (p[0].revents)
+			return true;
+	}
+}
+
 /*
  * One connection: WATCH from pos->next, then events until it breaks.
  * *established says whether the member accepted the watch (so losing it
@@ -745,6 +766,10 @@ static enum watch_end watch_stream(const struct cli *c, const char *ep, struct w
 		goto out_fd;
 	pos->stream_rev = pos->stream_idx = 0;
 	for (;;) {
+		if (*established && !watch_wait(fd)) {
+			end = WATCH_STDOUT;
+			break;
+		}
 		/* The first answer within the deadline; then as long as it takes. */
 		if (client_recv(fd, CLIENT_REQ_WATCH, *established ? 0 : deadline, ep, &a, err))
 			break;
