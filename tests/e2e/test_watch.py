@@ -20,8 +20,8 @@ import zlib
 
 import pytest
 
+from cluster import cluster, free_base  # noqa: F401  (cluster is a fixture)
 from qfs import QUORUMFS, wait_until, write_file
-from cluster import free_base
 
 
 def client_addr():
@@ -214,7 +214,7 @@ def test_rev_replays_history_exactly(m, watches):
     assert future.events == []
     for i in range(4):
         cli(m, "put", "/h/k0", f"f{i}")
-    ev = future.wait_rev(last + 3)
+    ev = future.wait_rev(last + 4)
     assert revs(ev) == [last + 3, last + 4]
 
 
@@ -343,3 +343,26 @@ def test_stuck_watcher_is_cancelled_and_resumes(members, tmp_path, watches):
     last = m.revision()
     rest = watches(m, "/", "--prefix", "--rev", n).wait_rev(last)
     assert_contiguous(seen + rest, first, last)
+
+
+def test_cluster_watch_through_followers_fails_over_without_gaps(cluster, watches):
+    c = cluster.start()
+    leader = c.leader()
+    a, b = c.followers()[:2]
+    lm = c.m(leader)
+    first = lm.revision() + 1
+    w = watches(lm, "/", "--prefix", "--rev", first, endpoints=f"{c.client(a)},{c.client(b)}")
+    for i in range(20):
+        assert write_file(lm.p(f"x{i}"), f"{i}\n") is None
+    w.wait_rev(lm.revision())
+    c.kill9(a)
+    for i in range(20):
+        assert write_file(lm.p(f"y{i}"), f"{i}\n") is None
+    last = lm.revision()
+    events = w.wait_rev(last)
+    assert_contiguous(events, first, last)
+    assert [e["key"] for e in events if e["type"] == "PUT"] == \
+        [f"/x{i}" for i in range(20)] + [f"/y{i}" for i in range(20)]
+    assert w.proc.poll() is None, w.err
+    w.stop()
+    assert f"connection to {c.client(a)} lost after revision" in w.err, w.err
