@@ -614,7 +614,7 @@ static int run_write(struct cli *c)
  * output has no gap and no duplicate across reconnections. */
 struct watch_pos {
 	uint64_t next, done;
-	uint64_t last_rev; /* of the last event printed, for the order check */
+	uint64_t last_rev;		 /* of the last event printed, for the order check */
 	uint64_t stream_rev, stream_idx; /* this connection's count within a revision */
 };
 
@@ -668,9 +668,9 @@ static void event_print(const struct cli *c, const struct client_event *ev)
 }
 
 enum watch_end {
-	WATCH_LOST,	/* the connection broke: resume elsewhere */
-	WATCH_FAILED,	/* printed an error: exit 1 */
-	WATCH_STDOUT,	/* our reader went away: exit quietly */
+	WATCH_LOST,   /* the connection broke: resume elsewhere */
+	WATCH_FAILED, /* printed an error: exit 1 */
+	WATCH_STDOUT, /* our reader went away: exit quietly */
 };
 
 /* Prints one frame's events, skipping what an earlier stream printed. */
@@ -689,8 +689,9 @@ static enum watch_end watch_frame(const struct cli *c, struct watch_pos *pos,
 		    (ev->revision == pos->next && pos->stream_idx <= pos->done))
 			continue;
 		if (ev->revision < pos->last_rev) {
-			fail(c, "the member sent revision %" PRIu64 " after %" PRIu64
-				", out of order; stopping",
+			fail(c,
+			     "the member sent revision %" PRIu64 " after %" PRIu64
+			     ", out of order; stopping",
 			     ev->revision, pos->last_rev);
 			return WATCH_FAILED;
 		}
@@ -824,10 +825,11 @@ static int run_watch(struct cli *c)
 			tries = 0;
 			snprintf(lost_at, sizeof(lost_at), "%s", ep);
 			if (c->eps.n > 1)
-				fprintf(stderr,
-					"quorumfs: %s: connection to %s lost after revision %" PRIu64
-					" (%s); trying the other endpoints\n",
-					c->what, ep, pos.next - 1, err);
+				fprintf(
+				    stderr,
+				    "quorumfs: %s: connection to %s lost after revision %" PRIu64
+				    " (%s); trying the other endpoints\n",
+				    c->what, ep, pos.next - 1, err);
 		}
 		tries++;
 		at = (at + 1) % c->eps.n;
@@ -839,7 +841,8 @@ static int run_watch(struct cli *c)
 			    "connection to %s lost after revision %" PRIu64 " (and %" PRIu64
 			    " events of revision %" PRIu64 "); resume with --rev %" PRIu64,
 			    lost_at, pos.next - 1, pos.done, pos.next, pos.next);
-	return fail(c, "connection to %s lost after revision %" PRIu64 "; resume with --rev %" PRIu64,
+	return fail(c,
+		    "connection to %s lost after revision %" PRIu64 "; resume with --rev %" PRIu64,
 		    lost_at, pos.next - 1, pos.next);
 }
 
@@ -1017,7 +1020,8 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 							   "(at most %d)",
 							   CLIENT_MAX_ENDPOINTS);
 			} else if (strcmp(name, "--timeout-ms") == 0) {
-				if (parse_u64(value, &c->eps.timeout_ms) || c->eps.timeout_ms == 0 ||
+				if (parse_u64(value, &c->eps.timeout_ms) ||
+				    c->eps.timeout_ms == 0 ||
 				    c->eps.timeout_ms > 24ull * 3600 * 1000)
 					return usage_error(what,
 							   "--timeout-ms wants milliseconds, "

@@ -75,7 +75,8 @@ static int wait_fd(int fd, short events, uint64_t deadline, const char *ep, char
 		int n;
 
 		if (deadline && now >= deadline) {
-			snprintf(err, CLIENT_ERR_MAX, "no answer from %s in time (--timeout-ms)", ep);
+			snprintf(err, CLIENT_ERR_MAX, "no answer from %s in time (--timeout-ms)",
+				 ep);
 			return -1;
 		}
 		n = poll(&pfd, 1, deadline ? (int)(deadline - now) : -1);
@@ -158,7 +159,8 @@ int client_connect(const char *ep, uint64_t deadline, char *err)
 			errno = soerr;
 		}
 		if (errno != EINPROGRESS)
-			snprintf(err, CLIENT_ERR_MAX, "cannot connect to %s: %s", ep, strerror(errno));
+			snprintf(err, CLIENT_ERR_MAX, "cannot connect to %s: %s", ep,
+				 strerror(errno));
 		close(fd);
 		fd = -1;
 	}
@@ -198,7 +200,8 @@ static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline, const cha
 			continue;
 		}
 		if (n == 0) {
-			snprintf(err, CLIENT_ERR_MAX, "%s closed the connection without answering", ep);
+			snprintf(err, CLIENT_ERR_MAX, "%s closed the connection without answering",
+				 ep);
 			return -1;
 		}
 		if (errno != EAGAIN && errno != EINTR) {
@@ -251,7 +254,8 @@ int client_recv(int fd, uint8_t type, uint64_t deadline, const char *ep, struct 
 	}
 	a->payload = malloc(hdr.len ? hdr.len : 1);
 	if (!a->payload) {
-		snprintf(err, CLIENT_ERR_MAX, "out of memory for a %" PRIu32 " byte answer", hdr.len);
+		snprintf(err, CLIENT_ERR_MAX, "out of memory for a %" PRIu32 " byte answer",
+			 hdr.len);
 		return -1;
 	}
 	if (recv_all(fd, a->payload, hdr.len, deadline, ep, err))
@@ -301,8 +305,8 @@ bool client_ask_elsewhere(int status)
  * Sends r to the endpoints (or only to `only`), following NOTLEADER once.
  * Returns 0 with an answer (whose status may be an error) or -1 with err.
  */
-int client_request(const struct client_endpoints *e, const struct client_req *r,
-		   const char *only, struct client_answer *a, char *err)
+int client_request(const struct client_endpoints *e, const struct client_req *r, const char *only,
+		   struct client_answer *a, char *err)
 {
 	uint64_t deadline = client_now_ms() + e->timeout_ms;
 	size_t n = only ? 1 : e->n;

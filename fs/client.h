@@ -21,7 +21,7 @@
 
 /* The members to ask, in order, and how long a request may take. */
 struct client_endpoints {
-	char *list;			       /* owned: the list, split in place */
+	char *list;			      /* owned: the list, split in place */
 	const char *ep[CLIENT_MAX_ENDPOINTS]; /* point into list */
 	size_t n;
 	uint64_t timeout_ms;
@@ -47,8 +47,8 @@ uint64_t client_now_ms(void);
  * did not answer when r is safe to repeat. Returns 0 with an answer (its
  * status may be a member's refusal) or -1 with err.
  */
-int client_request(const struct client_endpoints *e, const struct client_req *r,
-		   const char *only, struct client_answer *a, char *err);
+int client_request(const struct client_endpoints *e, const struct client_req *r, const char *only,
+		   struct client_answer *a, char *err);
 
 /* Worth asking another member: this one cannot do it now. */
 bool client_ask_elsewhere(int status);

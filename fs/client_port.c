@@ -64,7 +64,7 @@ struct conn {
 	bool busy;	/* a request is being answered */
 	bool reading;
 	bool closing;
-	int refs; /* the handle, plus one per request waiting on the server */
+	int refs;	     /* the handle, plus one per request waiting on the server */
 	struct watch *watch; /* after a WATCH request: the stream's state */
 	char name[CONN_NAME_MAX];
 };
@@ -636,14 +636,14 @@ static void handle_write(struct conn *c, const struct client_req *r)
 struct watch {
 	char *key;
 	bool prefix;
-	uint64_t start;	     /* as asked, 0 = next */
-	bool started;	     /* past the read barrier */
-	bool ended;	     /* an error frame is queued: close once written */
-	uint64_t next_rev;   /* first revision not wholly queued */
+	uint64_t start;	      /* as asked, 0 = next */
+	bool started;	      /* past the read barrier */
+	bool ended;	      /* an error frame is queued: close once written */
+	uint64_t next_rev;    /* first revision not wholly queued */
 	uint64_t sent_in_rev; /* matching events of next_rev already queued */
-	uint64_t progress;   /* in the last frame queued */
-	uint64_t frame_ms;   /* when the last frame was queued */
-	uint64_t write_ms;   /* when the write in flight began */
+	uint64_t progress;    /* in the last frame queued */
+	uint64_t frame_ms;    /* when the last frame was queued */
+	uint64_t write_ms;    /* when the write in flight began */
 	uint64_t ended_ms;
 	bool writing;
 	struct qbuf queued;
@@ -751,11 +751,10 @@ static void watch_cancel(struct conn *c, uint64_t rev, bool compacted)
 struct pump {
 	struct conn *c;
 	struct client_watch_enc enc;
-	bool open;	/* enc holds a frame */
-	size_t bytes;	/* its payload so far */
-	uint64_t rev;	/* revision of the last matching event seen */
-	uint64_t idx;	/* matching events of rev seen */
-	uint64_t full;	/* revisions below this were wholly queued */
+	bool open;    /* enc holds a frame */
+	size_t bytes; /* its payload so far */
+	uint64_t rev; /* revision of the last matching event seen */
+	uint64_t idx; /* matching events of rev seen */
 };
 
 static void pump_close_frame(struct pump *pm, uint64_t progress)
@@ -770,8 +769,7 @@ static void pump_close_frame(struct pump *pm, uint64_t progress)
 	pm->open = false;
 	/* An empty frame only to say how far we got: at most once a
 	 * WATCH_PROGRESS_MS, and never to say nothing new. */
-	if (pm->enc.n == 0 &&
-	    (progress <= w->progress || now - w->frame_ms < WATCH_PROGRESS_MS)) {
+	if (pm->enc.n == 0 && (progress <= w->progress || now - w->frame_ms < WATCH_PROGRESS_MS)) {
 		w->queued.len = pm->enc.frame;
 		return;
 	}
@@ -824,8 +822,8 @@ static int pump_event(void *arg, const struct store_event *ev)
 	ce = (struct client_event){
 	    .type = ev->type == STORE_EVENT_PUT ? CLIENT_EVENT_PUT : CLIENT_EVENT_DELETE,
 	    .revision = ev->revision,
-	    .kv = {kv->key, (uint8_t)kv->type, kv->mode, kv->create_rev, kv->mod_rev,
-		   kv->version, kv->value->data, kv->value->len},
+	    .kv = {kv->key, (uint8_t)kv->type, kv->mode, kv->create_rev, kv->mod_rev, kv->version,
+		   kv->value->data, kv->value->len},
 	};
 	if (ce.type == CLIENT_EVENT_DELETE) {
 		ce.kv.value = (const uint8_t *)"";
@@ -919,7 +917,8 @@ static void on_watch_ready(void *arg, int err)
 	w->next_rev = w->start ? w->start : cur + 1;
 	if (w->next_rev < compacted) {
 		snprintf(msg, sizeof(msg),
-			 "revision %" PRIu64 " has been compacted; the oldest available is %" PRIu64,
+			 "revision %" PRIu64
+			 " has been compacted; the oldest available is %" PRIu64,
 			 w->next_rev, compacted);
 		watch_end(c, QFS_ECOMPACTED, msg);
 		goto flush;
@@ -982,7 +981,8 @@ static void on_revision(void *arg, uint64_t revision)
 		if (c->closing || !c->watch)
 			continue;
 		if (c->watch->ended && now - c->watch->ended_ms >= WATCH_LINGER_MS) {
-			LOG_DEBUG("client port: watcher %s does not read its end; closing", c->name);
+			LOG_DEBUG("client port: watcher %s does not read its end; closing",
+				  c->name);
 			conn_close(c);
 			continue;
 		}

@@ -473,7 +473,8 @@ static void read_kv(struct qreader *r, struct client_kv *kv)
 }
 
 /* The stream's order is checked here so every client gets it checked: a
- * member that sent events out of order or past its own progress is broken. */
+ * member that sent events out of order, or beyond the one revision that may
+ * be cut across frames, is broken. */
 static int read_events(struct qreader *r, struct client_resp *out)
 {
 	uint64_t last = 0;
@@ -494,8 +495,9 @@ static int read_events(struct qreader *r, struct client_resp *out)
 		read_kv(r, &ev->kv);
 		if (qreader_error(r))
 			return QFS_EMSG;
+		/* Past the progress only the revision cut across frames. */
 		if ((ev->type != CLIENT_EVENT_PUT && ev->type != CLIENT_EVENT_DELETE) ||
-		    ev->revision == 0 || ev->revision < last || ev->revision > out->revision)
+		    ev->revision == 0 || ev->revision < last || ev->revision - 1 > out->revision)
 			return QFS_EMSG;
 		last = ev->revision;
 	}

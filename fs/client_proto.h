@@ -58,7 +58,10 @@
  * each exactly once, with no revision skipped. `progress` P promises that
  * every matching event with a revision <= P has been sent (in this frame or
  * an earlier one), so a client that lost the stream resumes with start
- * revision P + 1. The first frame has no events and P = start - 1 (for
+ * revision P + 1. A revision with more events than a frame holds is cut
+ * across frames: a frame may end with some events of revision P + 1 (never
+ * later ones), and a client resuming at P + 1 skips as many of its events
+ * as it already has (their order is fixed). The first frame has no events and P = start - 1 (for
  * start 0: the member's revision when the watch began): the watch is
  * established. A DELETE event carries the key's last version before the
  * delete, with an empty value. An error response (a compacted start, a
@@ -242,7 +245,7 @@ int client_proto_watch_end(struct client_watch_enc *w, uint64_t progress);
  * client_proto_resp_free, also safe on a failed decode). 0, QFS_EMSG or
  * QFS_ENOMEM. Array counts are checked against the payload size before
  * allocating. WATCH events must be of a known type, in revision order and
- * none after the frame's progress.
+ * none after the frame's progress + 1.
  */
 int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload, size_t len,
 			     struct client_resp *out);

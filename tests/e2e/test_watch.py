@@ -218,8 +218,34 @@ def test_rev_replays_history_exactly(m, watches):
     assert revs(ev) == [last + 3, last + 4]
 
 
-@pytest.mark.parametrize("keep", [10])
-def test_compacted_start_is_a_clear_error(members, keep):
+def test_a_revision_larger_than_a_frame_arrives_whole_once(m, watches):
+    """Renaming a directory of 24 files of 128 KiB is one revision of 50
+    events and 3 MiB: more than a frame holds and more than a watcher may
+    queue, so the member cuts it and resumes inside it."""
+    os.mkdir(m.p("big"))
+    files = {f"f{i:02}": os.urandom(128 << 10) for i in range(24)}
+    for name, data in files.items():
+        assert write_file(m.p(f"big/{name}"), data) is None
+    first = m.revision() + 1
+    live = watches(m, "/", "--prefix", "--rev", first)
+    os.rename(m.p("big"), m.p("moved"))
+    rev = m.revision()
+    for w in (live, watches(m, "/", "--prefix", "--rev", rev)):
+        w.wait_rev(rev)
+        assert wait_until(lambda: len(w.events) >= 50, 10), len(w.events)
+        time.sleep(0.3)
+        events = list(w.events)
+        assert revs(events) == [rev] * 50
+        assert sorted((e["type"], e["key"]) for e in events) == sorted(
+            [("DELETE", "/big"), ("PUT", "/moved")] +
+            [("DELETE", f"/big/{n}") for n in files] + [("PUT", f"/moved/{n}") for n in files])
+        for e in events:
+            if e["type"] == "PUT" and e["kind"] == "file":
+                assert value(e) == files[e["key"].rsplit("/", 1)[1]]
+
+
+def test_compacted_start_is_a_clear_error(members):
+    keep = 10
     m = start(members, "--auto-compact-revisions", keep)
     for i in range(50):
         assert write_file(m.p("k"), f"{i}\n") is None
