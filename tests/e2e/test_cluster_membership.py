@@ -37,8 +37,9 @@ def test_learner_joins_sees_everything_writes_and_is_promoted(cluster):
     rev = c.converge()
     via = c.followers()[0]
     j = c.join("n4", 4, via=via)
-    st = c.status("n4")
-    assert st["role"] == "learner" and st["leader"] == c.leader(), st
+    # the mount may be up before the learner has applied its own admission
+    assert wait_until(lambda: c.role("n4") == "learner" and c.status("n4")["leader"]
+                      == c.leader(), 5), c.status("n4")
     assert c.member_list() == {"n1": "voter", "n2": "voter", "n3": "voter", "n4": "learner"}
     assert _members_file(c, "n4")["n4"] == "learner"
     assert _members_file(c, "n1")["n4"] == "learner"

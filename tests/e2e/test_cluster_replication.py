@@ -66,15 +66,14 @@ def test_close_on_one_member_is_visible_on_the_others_at_once(cluster):
             kind = "rename"
         if kind == "new" or (kind in ("overwrite", "delete", "truncate") and not model):
             rel = f"{rng.choice(dirs)}/f{i}"
-            # not 0: see test_empty_write_is_committed_when_close_returns
-            size = rng.choice([1, 17, 511, 4096, 4097, 65536, 200_000])
+            size = rng.choice([0, 1, 17, 511, 4096, 4097, 65536, 200_000])
             data = rng.randbytes(size)
             assert write_file(wm.p(rel), data) is None, (w, rel)
             model[rel] = data
             checks = [rel]
         elif kind == "overwrite":
             rel = rng.choice(sorted(model))
-            size = rng.choice([1, 3, 100, 4096, 70_000, 300_000])
+            size = rng.choice([0, 1, 3, 100, 4096, 70_000, 300_000])
             data = rng.randbytes(size)
             assert write_file(wm.p(rel), data) is None, (w, rel)
             model[rel] = data
@@ -198,11 +197,6 @@ def test_cli_get_put_del_through_a_follower(cluster):
     assert "app" not in t
 
 
-@pytest.mark.xfail(strict=True, reason="daemon bug: open(O_CREAT or O_TRUNC) + close() with nothing "
-                   "written returns from close() before the create/truncation is committed; it is "
-                   "committed by the asynchronous FUSE release (fs/file.c fs_flush defers the "
-                   "first idle flush), so other members, and the writer's own revision, still "
-                   "show the old state after close() returned (SPEC 3.2)")
 def test_empty_write_is_committed_when_close_returns(cluster):
     """open(O_TRUNC)+close() of an existing file, open(O_CREAT)+close() of a new one."""
     c = cluster.start()
