@@ -103,6 +103,7 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 		goto err_nodes;
 	}
 	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	fuse_opt_free_args(&args); /* libfuse may have copied them */
 	if (!fs->se) {
 		fprintf(stderr, "quorumfs: bad mount options '%s'\n", opts);
 		rv = QFS_EINVAL;
