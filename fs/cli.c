@@ -1,11 +1,13 @@
 /*
- * `quorumfs status | member ... | leader transfer | get | put | del | watch`:
- * parse the command line, send client_proto.h requests through client.h,
- * print the answers (or, for watch, the event stream).
+ * `quorumfs status | member ... | leader transfer | get | put | del | watch |
+ * lease grant/keepalive/revoke/list`: parse the command line, send
+ * client_proto.h requests through client.h, print the answers (or, for
+ * watch, the event stream; for keepalive, one line per renewal).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
@@ -29,6 +31,9 @@ enum {
 	FL_VOTER = 0x8,
 	FL_CLIENT = 0x10,
 	FL_START = 0x20, /* --rev for watch: where to start */
+	FL_TTL = 0x40,
+	FL_LEASE = 0x80,
+	FL_ONCE = 0x100,
 };
 
 struct cli;
@@ -50,6 +55,9 @@ struct cli {
 	uint64_t rev;
 	const char *client_addr;
 	const char *args[2];
+	int64_t ttl_ms;	   /* put --ttl */
+	uint64_t lease_id; /* put --lease */
+	bool once;	   /* lease keepalive --once */
 };
 
 static int fail(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -578,7 +586,13 @@ static int read_stdin(const struct cli *c, uint8_t **out, size_t *len)
 static int run_write(struct cli *c)
 {
 	bool put = strcmp(c->cmd->name, "put") == 0;
-	struct client_req r = {.type = put ? CLIENT_REQ_PUT : CLIENT_REQ_DEL, .key = c->args[0]};
+	bool leased = put && (c->ttl_ms || c->lease_id);
+	struct client_req r = {.type = leased ? CLIENT_REQ_PUT_LEASE
+				: put	      ? CLIENT_REQ_PUT
+					      : CLIENT_REQ_DEL,
+			       .key = c->args[0],
+			       .lease_id = c->lease_id,
+			       .ttl_ms = c->ttl_ms};
 	uint8_t *stdin_value = NULL;
 	struct client_answer a;
 	int rv;
@@ -598,13 +612,276 @@ static int run_write(struct cli *c)
 	free(stdin_value);
 	if (rv)
 		return 1;
-	if (c->json)
+	if (c->json && leased)
+		printf("{\"revision\": %" PRIu64 ", \"lease\": \"%" PRIx64 "\"}\n",
+		       a.resp.revision, a.resp.lease_id);
+	else if (c->json)
 		printf("{\"revision\": %" PRIu64 "}\n", a.resp.revision);
+	else if (leased)
+		printf("OK revision=%" PRIu64 " lease=%" PRIx64 "\n", a.resp.revision,
+		       a.resp.lease_id);
 	else
 		printf("OK revision=%" PRIu64 "\n", a.resp.revision);
 	client_answer_free(&a);
 	return 0;
 }
+
+/* ---- leases -------------------------------------------------------------------------- */
+
+/* Seconds ("10", "2.5") into milliseconds: > 0 and within what the store
+ * takes. Whether it is long enough is the member's to say (1.5 x its
+ * election timeout, which the CLI cannot know). */
+static int parse_ttl(const char *s, int64_t *ms)
+{
+	char *end;
+	double sec;
+
+	errno = 0;
+	sec = strtod(s, &end);
+	if (end == s || *end || errno || !(sec > 0) ||
+	    sec * 1000 > (double)STORE_LEASE_TTL_MAX_MS)
+		return -1;
+	*ms = (int64_t)(sec * 1000 + 0.5);
+	if (*ms == 0)
+		*ms = 1; /* below any minimum: the member says which */
+	return 0;
+}
+
+/* A lease id as the CLI, getfattr and /.quorumfs/leases print it: hex. */
+static int parse_lease_id(const char *s, uint64_t *id)
+{
+	char *end;
+
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		s += 2;
+	if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F')))
+		return -1;
+	errno = 0;
+	*id = strtoull(s, &end, 16);
+	return errno || *end || *id == 0 ? -1 : 0;
+}
+
+/* Milliseconds as seconds without trailing zeros ("1.5", "10"): a JSON
+ * number too. */
+static const char *secs_str(int64_t ms, char *buf, size_t len)
+{
+	size_t n;
+
+	if (ms < 0)
+		ms = 0;
+	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = 0;
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = 0;
+	return buf;
+}
+
+/* The usage error for a bad lease id argument. */
+static int bad_lease_arg(const struct cli *c)
+{
+	fprintf(stderr, "quorumfs: %s: want a lease id in hex (as lease grant prints it)\n",
+		c->what);
+	return 2;
+}
+
+static void lease_print(const struct cli *c, const char *verb, uint64_t id, int64_t ttl_ms)
+{
+	char ttl[32];
+
+	secs_str(ttl_ms, ttl, sizeof(ttl));
+	if (c->json)
+		printf("{\"id\": \"%" PRIx64 "\", \"ttl\": %s}\n", id, ttl);
+	else
+		printf("lease %" PRIx64 " %s, ttl %s\n", id, verb, ttl);
+}
+
+static int run_lease_grant(struct cli *c)
+{
+	struct client_req r = {.type = CLIENT_REQ_LEASE_GRANT};
+	struct client_answer a;
+
+	if (parse_ttl(c->args[0], &r.ttl_ms)) {
+		fprintf(stderr, "quorumfs: %s: TTL wants seconds above 0 (decimals allowed)\n",
+			c->what);
+		return 2;
+	}
+	if (ask(c, &r, &a))
+		return 1;
+	lease_print(c, "granted", a.resp.lease_id, a.resp.ttl_ms);
+	client_answer_free(&a);
+	return 0;
+}
+
+static int run_lease_revoke(struct cli *c)
+{
+	struct client_req r = {.type = CLIENT_REQ_LEASE_REVOKE};
+	struct client_answer a;
+
+	if (parse_lease_id(c->args[0], &r.lease_id))
+		return bad_lease_arg(c);
+	if (ask(c, &r, &a))
+		return 1;
+	if (c->json)
+		printf("{\"id\": \"%" PRIx64 "\", \"revision\": %" PRIu64 "}\n", r.lease_id,
+		       a.resp.revision);
+	else
+		printf("lease %" PRIx64 " revoked revision=%" PRIu64 "\n", r.lease_id,
+		       a.resp.revision);
+	client_answer_free(&a);
+	return 0;
+}
+
+static void lease_list_print(const struct cli *c, const struct client_lease *l, bool first)
+{
+	/* Whole seconds rounded up, as /.quorumfs/leases/ID and getfattr show. */
+	int64_t rem = (l->remaining_ms + 999) / 1000;
+	char ttl[32];
+
+	secs_str(l->ttl_ms, ttl, sizeof(ttl));
+	if (!c->json) {
+		printf("%" PRIx64 " ttl=%s remaining=%" PRId64 " keys=%" PRIu64 "\n", l->id, ttl, rem,
+		       l->nkeys);
+		return;
+	}
+	printf("%s\n  {\"id\": \"%" PRIx64 "\", \"ttl\": %s, \"remaining\": %" PRId64
+	       ", \"remaining_ms\": %" PRId64 ", \"nkeys\": %" PRIu64 ", \"keys\": [",
+	       first ? "" : ",", l->id, ttl, rem, l->remaining_ms, l->nkeys);
+	for (size_t i = 0; i < l->nkeys_listed; i++) {
+		if (i)
+			fputs(", ", stdout);
+		json_str(l->keys[i]);
+	}
+	putchar(']');
+	if (l->nkeys_listed < l->nkeys)
+		fputs(", \"keys_truncated\": true", stdout);
+	putchar('}');
+}
+
+static int run_lease_list(struct cli *c)
+{
+	struct client_req r = {.type = CLIENT_REQ_LEASE_LIST,
+			       .flags = c->json ? CLIENT_LEASE_LIST_KEYS : 0};
+	struct client_answer a;
+	bool any = false, more = true;
+
+	while (more) {
+		if (ask(c, &r, &a))
+			return 1;
+		if (c->json && r.lease_id == 0)
+			printf("{\"revision\": %" PRIu64 ", \"leases\": [", a.resp.revision);
+		for (size_t i = 0; i < a.resp.nleases; i++, any = true)
+			lease_list_print(c, &a.resp.leases[i], !any);
+		/* The next page: each is its own read, leases may come and go. */
+		more = a.resp.more && a.resp.nleases > 0;
+		if (more)
+			r.lease_id = a.resp.leases[a.resp.nleases - 1].id;
+		client_answer_free(&a);
+	}
+	if (c->json)
+		printf("%s]}\n", any ? "\n" : "");
+	return 0;
+}
+
+static volatile sig_atomic_t keepalive_stop;
+
+static void on_keepalive_signal(int sig)
+{
+	(void)sig;
+	keepalive_stop = 1;
+}
+
+/* Sleeps until deadline (CLOCK_MONOTONIC ms) or a stop signal. */
+static void keepalive_sleep(uint64_t until)
+{
+	for (;;) {
+		uint64_t now = client_now_ms();
+
+		if (keepalive_stop || now >= until)
+			return;
+		/* EINTR from the signal ends the poll early: the loop sees it. */
+		poll(NULL, 0, (int)(until - now > 1000 ? 1000 : until - now));
+	}
+}
+
+/*
+ * Renews now, then every ttl/3 (counted from when each renewal was sent,
+ * so answers that take a while do not make it drift). A renewal that gets
+ * no answer, or a member that cannot commit it now, is retried soon; only
+ * when a whole ttl passed without one does the lease count as lost.
+ * SIGINT/SIGTERM end it with status 0 (the lease then runs its course).
+ */
+static int run_lease_keepalive(struct cli *c)
+{
+	struct client_req r = {.type = CLIENT_REQ_LEASE_RENEW};
+	struct sigaction sa = {.sa_handler = on_keepalive_signal}, old_int, old_term;
+	uint64_t last_ok = 0, ttl_ms = 0;
+	char err[CLIENT_ERR_MAX], ttl[32];
+	int rv = 0;
+
+	if (parse_lease_id(c->args[0], &r.lease_id))
+		return bad_lease_arg(c);
+	keepalive_stop = 0;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the signal must cut a sleep short. */
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	while (!keepalive_stop) {
+		uint64_t sent = client_now_ms(), retry;
+		struct client_answer a;
+
+		if (client_request(&c->eps, &r, NULL, &a, err) == 0) {
+			int status = a.resp.status;
+
+			if (status == 0) {
+				last_ok = sent;
+				ttl_ms = a.resp.ttl_ms > 0 ? (uint64_t)a.resp.ttl_ms : 1;
+				lease_print(c, "renewed", r.lease_id, a.resp.ttl_ms);
+				client_answer_free(&a);
+				if (fflush(stdout) != 0 || c->once)
+					break;
+				keepalive_sleep(sent + (ttl_ms / 3 ? ttl_ms / 3 : 1));
+				continue;
+			}
+			if (status != QFS_ETIMEDOUT && !client_ask_elsewhere(status)) {
+				/* The lease is gone (or the member refuses for
+				 * good): renewing again cannot help. */
+				rv = fail_resp(c, &a.resp);
+				client_answer_free(&a);
+				break;
+			}
+			snprintf(err, sizeof(err), "%s", a.resp.msg);
+			client_answer_free(&a);
+		}
+		if (!last_ok || c->once) {
+			rv = fail(c, "%s", err);
+			break;
+		}
+		if (client_now_ms() - last_ok >= ttl_ms) {
+			rv = fail(c,
+				  "no renewal for %s s, the lease's ttl: it has probably expired "
+				  "(last error: %s)",
+				  secs_str((int64_t)(client_now_ms() - last_ok), ttl, sizeof(ttl)),
+				  err);
+			break;
+		}
+		fprintf(stderr, "quorumfs: %s: renewal failed, retrying: %s\n", c->what, err);
+		retry = ttl_ms / 10 < 1000 ? ttl_ms / 10 : 1000;
+		keepalive_sleep(client_now_ms() + (retry ? retry : 1));
+	}
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	return rv;
+}
+
+static const char keepalive_details[] =
+    "Renews the lease at once and then every ttl/3 until interrupted (Ctrl-C or\n"
+    "SIGTERM: exit 0; the lease then expires ttl seconds after the last renewal),\n"
+    "printing one line per renewal: lease ID renewed, ttl T. A renewal that fails\n"
+    "for a while (no leader, a member down) is retried on the other endpoints;\n"
+    "once a whole ttl passed without one, or when the lease no longer exists\n"
+    "(expired or revoked), it exits 1.\n";
 
 /* ---- watch --------------------------------------------------------------------------- */
 
@@ -871,12 +1148,19 @@ static const struct command commands[] = {
     {"leader", "transfer", 1, 0, "NAME", "hand leadership to another voter", run_member_change},
     {"get", NULL, 1, FL_PREFIX | FL_REV, "KEY",
      "print a value (raw), or with --prefix every key under KEY then its value", run_get},
-    {"put", NULL, 2, 0, "KEY VALUE", "set a value, creating parent dirs; VALUE - reads stdin",
-     run_write},
+    {"put", NULL, 2, FL_TTL | FL_LEASE, "KEY VALUE",
+     "set a value, creating parent dirs; VALUE - reads stdin", run_write},
     {"del", NULL, 1, FL_PREFIX, "KEY", "delete a key; --prefix: and everything under it",
      run_write},
     {"watch", NULL, 1, FL_PREFIX | FL_START, "KEY",
      "print changes to KEY (--prefix: and under it) as they happen, or from --rev N", run_watch},
+    {"lease", "grant", 1, 0, "TTL",
+     "grant a lease of TTL seconds (decimals allowed); prints its id", run_lease_grant},
+    {"lease", "keepalive", 1, FL_ONCE, "ID", "renew lease ID now and every ttl/3 until interrupted",
+     run_lease_keepalive},
+    {"lease", "revoke", 1, 0, "ID", "end lease ID now, deleting its keys", run_lease_revoke},
+    {"lease", "list", 0, 0, "",
+     "one line per lease: id, ttl, seconds left, keys (-w json: the keys too)", run_lease_list},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -890,6 +1174,9 @@ static const struct {
     {FL_VOTER, "--voter", "add as a learner, then promote at once"},
     {FL_CLIENT, "--client ADDR", "the new member's --listen-client address"},
     {FL_START, "--rev N", "start at revision N (default: the next change)"},
+    {FL_TTL, "--ttl S", "attach the key to a new lease of S seconds (printed)"},
+    {FL_LEASE, "--lease ID", "attach the key to lease ID"},
+    {FL_ONCE, "--once", "renew once and exit"},
 };
 
 static void usage_global(FILE *out)
@@ -906,6 +1193,8 @@ static void usage_command(const struct command *cmd)
 	       cmd->sub ? cmd->sub : "", cmd->args_usage, cmd->help);
 	if (cmd->run == run_watch)
 		printf("%s\n", watch_details);
+	if (cmd->run == run_lease_keepalive)
+		printf("%s\n", keepalive_details);
 	printf("flags:\n");
 	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++)
 		if (cmd->flags & flag_help[i].flag)
@@ -998,6 +1287,27 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 		} else if (strcmp(name, "--voter") == 0) {
 			need = FL_VOTER;
 			c->voter = true;
+		} else if (strcmp(name, "--once") == 0) {
+			need = FL_ONCE;
+			c->once = true;
+		} else if (strcmp(name, "--ttl") == 0 || strcmp(name, "--lease") == 0) {
+			if (!value && i + 1 >= argc)
+				return usage_error(what, "%s needs a value", name);
+			if (!value)
+				value = argv[++i];
+			if (strcmp(name, "--ttl") == 0) {
+				need = FL_TTL;
+				if (parse_ttl(value, &c->ttl_ms))
+					return usage_error(what,
+							   "--ttl wants seconds above 0, got '%s'",
+							   value);
+			} else {
+				need = FL_LEASE;
+				if (parse_lease_id(value, &c->lease_id))
+					return usage_error(what,
+							   "--lease wants a lease id (hex), got '%s'",
+							   value);
+			}
 		} else if (strcmp(name, "--rev") == 0 || strcmp(name, "--client") == 0 ||
 			   strcmp(name, "--endpoints") == 0 || strcmp(name, "--timeout-ms") == 0 ||
 			   strcmp(name, "-w") == 0 || strcmp(name, "--write-out") == 0) {
@@ -1042,13 +1352,15 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 			return usage_error(what, "%s does not apply here", name);
 		if (eq && !value)
 			return usage_error(what, "%s takes no value", name);
-		if (eq && (need & (FL_PREFIX | FL_LEARNER | FL_VOTER)))
+		if (eq && (need & (FL_PREFIX | FL_LEARNER | FL_VOTER | FL_ONCE)))
 			return usage_error(what, "%s takes no value", name);
 	}
 	if (npos < cmd->nargs)
 		return usage_error(what, "missing %s", cmd->args_usage);
 	if (c->learner && c->voter)
 		return usage_error(what, "--learner and --voter exclude each other");
+	if (c->ttl_ms && c->lease_id)
+		return usage_error(what, "--ttl and --lease exclude each other");
 	return 0;
 }
 

@@ -288,11 +288,13 @@ static enum call_result call_endpoint(const char *ep, const struct qbuf *frame, 
 	return res;
 }
 
-/* Safe to send again after it may have been received. */
+/* Safe to send again after it may have been received. A renewal is: one
+ * more renewal changes nothing a keepalive cares about. */
 static bool repeatable(uint8_t type)
 {
 	return type == CLIENT_REQ_STATUS || type == CLIENT_REQ_MEMBER_LIST ||
-	       type == CLIENT_REQ_GET;
+	       type == CLIENT_REQ_GET || type == CLIENT_REQ_LEASE_LIST ||
+	       type == CLIENT_REQ_LEASE_RENEW;
 }
 
 /* Worth asking another member: this one cannot do it now. */
@@ -319,8 +321,10 @@ int client_request(const struct client_endpoints *e, const struct client_req *r,
 	qbuf_init(&frame);
 	if (client_proto_req_encode(r, &frame) != 0) {
 		snprintf(err, CLIENT_ERR_MAX, "%s",
-			 r->type == CLIENT_REQ_PUT ? qfs_strerror(QFS_EFBIG)
-						   : "argument too long for the protocol");
+			 (r->type == CLIENT_REQ_PUT || r->type == CLIENT_REQ_PUT_LEASE) &&
+				 strlen(r->key) <= CLIENT_PROTO_KEY_MAX
+			     ? qfs_strerror(QFS_EFBIG)
+			     : "argument too long for the protocol");
 		goto out;
 	}
 	snprintf(err, CLIENT_ERR_MAX, "no endpoint to ask");

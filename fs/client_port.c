@@ -2,6 +2,10 @@
  * The client port (see client_port.h): a libuv TCP listener on the member's
  * loop thread serving client_proto.h frames.
  *
+ * Leases (LEASE_*, PUT_LEASE) are transactions of the store's lease ops
+ * proposed like any write; the member picks new lease ids and enforces the
+ * minimum ttl (1.5 x its --election-ms), which a client cannot know.
+ *
  * WATCH turns a connection into an event stream; see "watches" below for
  * how a watcher is fed and bounded.
  *
@@ -18,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
@@ -94,6 +100,10 @@ struct op {
 	bool promoting;
 	struct server_member m;
 	char *key, *after;
+	uint64_t lease_id;	     /* LEASE_*, PUT_LEASE; LEASE_LIST: after */
+	int64_t ttl_ms;		     /* LEASE_GRANT, PUT_LEASE with a new lease */
+	enum store_op_type ops[3]; /* the transaction's ops, to name the one that failed */
+	size_t nops;
 };
 
 /* ---- lifetime ---------------------------------------------------------------- */
@@ -614,6 +624,340 @@ static void handle_write(struct conn *c, const struct client_req *r)
 	}
 }
 
+/* ---- leases --------------------------------------------------------------------- */
+
+/* Same mask as FS_LEASE_ID_MASK (fs/fs.h): the mount shows a lease as
+ * /.quorumfs/leases/ID with the id inside a 64-bit node id, so ids the CLI
+ * gets must fit there as well as the mount's own. */
+#define LEASE_ID_MASK ((1ull << 48) - 1)
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A new lease id: random, 48 bits, not 0. The same rule as new_lease_id()
+ * in fs/lease.c, which grants through the mount. A collision is QFS_EEXIST
+ * from the store, never a shared lease. */
+static uint64_t lease_id_new(void)
+{
+	uint64_t id = 0;
+
+	while (id == 0) {
+		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+			id = (uint64_t)wall_ns() * 0x9e3779b97f4a7c15ull;
+		id &= LEASE_ID_MASK;
+	}
+	return id;
+}
+
+/* Milliseconds as seconds without trailing zeros ("1.5", "10"). */
+static const char *secs_str(int64_t ms, char *buf, size_t len)
+{
+	size_t n;
+
+	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = 0;
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = 0;
+	return buf;
+}
+
+/* The ttl rule of SPEC 3.5, with the numbers in the refusal: a client
+ * cannot know this member's election timeout. 0, or answered. */
+static int lease_ttl_check(struct conn *c, uint8_t type, int64_t ttl_ms)
+{
+	const struct config *cfg = server_config(c->port->srv);
+	int64_t min = (int64_t)cfg->election_ms * 3 / 2;
+	char msg[CLIENT_PROTO_MSG_MAX + 1], a[32], b[32];
+
+	if (ttl_ms > 0 && ttl_ms <= STORE_LEASE_TTL_MAX_MS && ttl_ms >= min)
+		return 0;
+	if (ttl_ms <= 0 || ttl_ms > STORE_LEASE_TTL_MAX_MS)
+		snprintf(msg, sizeof(msg), "a ttl is a number of seconds above 0 and at most %s",
+			 secs_str(STORE_LEASE_TTL_MAX_MS, a, sizeof(a)));
+	else
+		snprintf(msg, sizeof(msg),
+			 "ttl %s s is below the minimum of %s s (1.5 x --election-ms %" PRIu64
+			 ")",
+			 secs_str(ttl_ms, a, sizeof(a)), secs_str(min, b, sizeof(b)),
+			 (uint64_t)cfg->election_ms);
+	respond_err_msg(c, type, QFS_EINVAL, msg);
+	return QFS_EINVAL;
+}
+
+static void respond_no_lease(struct conn *c, uint8_t type, uint64_t id)
+{
+	char msg[CLIENT_PROTO_MSG_MAX + 1];
+
+	snprintf(msg, sizeof(msg), "lease %" PRIx64 " not found (expired or revoked)", id);
+	respond_err_msg(c, type, QFS_ENOENT, msg);
+}
+
+/* A transaction that failed in the store: op names which of its ops. */
+static void lease_failed(struct op *op, int err, uint32_t failed_op)
+{
+	enum store_op_type t = failed_op < op->nops ? op->ops[failed_op] : 0;
+	char msg[CLIENT_PROTO_MSG_MAX + 1];
+
+	if (err == QFS_ENOENT && (t == STORE_OP_LEASE_RENEW || t == STORE_OP_LEASE_REVOKE ||
+				  t == STORE_OP_LEASE_ATTACH)) {
+		respond_no_lease(op->c, op->type, op->lease_id);
+	} else if (err == QFS_EEXIST && t == STORE_OP_LEASE_GRANT) {
+		snprintf(msg, sizeof(msg),
+			 "the new lease's random id %" PRIx64 " is taken; try again",
+			 op->lease_id);
+		respond_err_msg(op->c, op->type, err, msg);
+	} else {
+		respond_err(op->c, op->type, err);
+	}
+}
+
+static void on_lease_done(void *arg, int err, const struct store_result *res)
+{
+	struct op *op = arg;
+	struct store *s = server_store(op->c->port->srv);
+	struct store_lease l;
+	struct qbuf b;
+
+	if (op->c->closing)
+		goto out;
+	if (err) {
+		respond_err(op->c, op->type, err);
+		goto out;
+	}
+	if (res->err) {
+		lease_failed(op, res->err, res->failed_op);
+		goto out;
+	}
+	qbuf_init(&b);
+	switch (op->type) {
+	case CLIENT_REQ_LEASE_GRANT:
+		err = client_proto_lease_encode(&b, op->type, op->lease_id, op->ttl_ms);
+		break;
+	case CLIENT_REQ_LEASE_RENEW:
+		/* Applied just now on this thread: the lease is there unless
+		 * something else in the same apply batch ended it. */
+		if (store_lease_get(s, op->lease_id, &l) != 0) {
+			qbuf_close(&b);
+			respond_no_lease(op->c, op->type, op->lease_id);
+			goto out;
+		}
+		err = client_proto_lease_encode(&b, op->type, op->lease_id, l.ttl_ms);
+		break;
+	case CLIENT_REQ_PUT_LEASE:
+		err = client_proto_put_lease_encode(&b, res->revision, op->lease_id);
+		break;
+	default:
+		err = client_proto_rev_encode(&b, op->type, res->revision);
+		break;
+	}
+	respond(op->c, &b, err);
+out:
+	op_free(op);
+}
+
+static void handle_lease(struct conn *c, const struct client_req *r)
+{
+	const struct config *cfg = server_config(c->port->srv);
+	struct store_op sops[3];
+	struct entry e = {.type = ENTRY_TXN};
+	uint64_t id = r->lease_id;
+	size_t n = 0;
+	struct op *op;
+	int rv;
+
+	switch (r->type) {
+	case CLIENT_REQ_LEASE_GRANT:
+		if (lease_ttl_check(c, r->type, r->ttl_ms))
+			return;
+		id = lease_id_new();
+		sops[n++] = (struct store_op){
+		    .type = STORE_OP_LEASE_GRANT, .lease_id = id, .ttl_ms = r->ttl_ms};
+		break;
+	case CLIENT_REQ_LEASE_RENEW:
+	case CLIENT_REQ_LEASE_REVOKE:
+		if (id == 0) { /* the store's "no lease": not worth a log entry */
+			respond_no_lease(c, r->type, id);
+			return;
+		}
+		sops[n++] = (struct store_op){.type = r->type == CLIENT_REQ_LEASE_RENEW
+							  ? STORE_OP_LEASE_RENEW
+							  : STORE_OP_LEASE_REVOKE,
+					      .lease_id = id};
+		break;
+	default: /* PUT_LEASE */
+		rv = store_key_check(r->key);
+		if (rv) {
+			respond_bad_key(c, r->type, rv);
+			return;
+		}
+		if (cfg->max_value_bytes && r->value_len > cfg->max_value_bytes) {
+			respond_err(c, r->type, QFS_EFBIG);
+			return;
+		}
+		if ((id != 0) == (r->ttl_ms != 0)) {
+			respond_err_msg(c, r->type, QFS_EINVAL,
+					"a put with a lease takes either a lease id or a ttl");
+			return;
+		}
+		if (r->ttl_ms) {
+			if (lease_ttl_check(c, r->type, r->ttl_ms))
+				return;
+			id = lease_id_new();
+			sops[n++] = (struct store_op){
+			    .type = STORE_OP_LEASE_GRANT, .lease_id = id, .ttl_ms = r->ttl_ms};
+		}
+		/* As a plain PUT; see handle_write(). */
+		sops[n++] = (struct store_op){.type = STORE_OP_PUT,
+					      .key = r->key,
+					      .flags = STORE_PUT_MKPARENTS,
+					      .ftype = STORE_FILE,
+					      .mode = 0644,
+					      .value = r->value,
+					      .value_len = r->value_len};
+		sops[n++] =
+		    (struct store_op){.type = STORE_OP_LEASE_ATTACH, .key = r->key, .lease_id = id};
+		break;
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op) {
+		respond_err(c, r->type, QFS_ENOMEM);
+		return;
+	}
+	op->c = c;
+	c->refs++;
+	op->type = r->type;
+	op->lease_id = id;
+	op->ttl_ms = r->ttl_ms;
+	op->nops = n;
+	for (size_t i = 0; i < n; i++)
+		op->ops[i] = sops[i].type;
+	e.txn.then_ops = sops;
+	e.txn.nthen = n;
+	/* server_propose encodes e before returning: r may go after this. */
+	rv = server_propose(c->port->srv, &e, on_lease_done, op);
+	if (rv) {
+		respond_err(c, r->type, rv);
+		op_free(op);
+	}
+}
+
+struct lease_page {
+	struct client_leases_enc e;
+	struct store *s;
+	uint64_t after;
+	bool keys;
+	bool more;
+	size_t bytes;	   /* of the page */
+	size_t key_bytes; /* of the lease being added */
+	int64_t now_ns;
+};
+
+static int lease_page_key(void *arg, const char *key)
+{
+	struct lease_page *pg = arg;
+	size_t size = client_proto_lease_key_size(key);
+
+	if (pg->key_bytes + size > CLIENT_PROTO_LEASE_KEY_BYTES)
+		return 1; /* cut: the lease's key count says how many there are */
+	client_proto_leases_add_key(&pg->e, key);
+	pg->key_bytes += size;
+	pg->bytes += size;
+	return 0;
+}
+
+static int lease_page_add(void *arg, const struct store_lease *l)
+{
+	struct lease_page *pg = arg;
+	int64_t left = l->expiry_ns - pg->now_ns;
+	struct client_lease cl = {
+	    .id = l->id,
+	    .ttl_ms = l->ttl_ms,
+	    /* Rounded up: a lease with 0.2 ms left has not expired. */
+	    .remaining_ms = left > 0 ? left / 1000000 + (left % 1000000 != 0) : 0,
+	    .nkeys = l->nkeys,
+	};
+	int rv;
+
+	if (l->id <= pg->after)
+		return 0;
+	if (pg->e.n > 0 && pg->bytes >= CLIENT_PROTO_PAGE_BYTES) {
+		pg->more = true;
+		return 1;
+	}
+	client_proto_leases_add(&pg->e, &cl);
+	pg->bytes += client_proto_lease_size();
+	if (!pg->keys)
+		return 0;
+	pg->key_bytes = 0;
+	rv = store_lease_keys(pg->s, l->id, lease_page_key, pg);
+	return rv == 1 ? 0 : rv;
+}
+
+/* Loop thread, after the read barrier: reads the store without the lock. */
+static void lease_list_read(struct op *op)
+{
+	struct lease_page pg = {.s = server_store(op->c->port->srv),
+				.after = op->lease_id,
+				.keys = (op->flags & CLIENT_LEASE_LIST_KEYS) != 0,
+				.now_ns = wall_ns()};
+	struct qbuf b;
+	int rv;
+
+	qbuf_init(&b);
+	client_proto_leases_begin(&pg.e, &b, store_revision(pg.s));
+	rv = store_lease_list(pg.s, lease_page_add, &pg);
+	if (rv < 0) {
+		qbuf_close(&b);
+		respond_err(op->c, op->type, rv);
+		return;
+	}
+	respond(op->c, &b, client_proto_leases_end(&pg.e, pg.more));
+}
+
+static void on_lease_list_ready(void *arg, int err)
+{
+	struct op *op = arg;
+
+	if (op->c->closing)
+		goto out;
+	if (err)
+		respond_err(op->c, op->type, err);
+	else
+		lease_list_read(op);
+out:
+	op_free(op);
+}
+
+static void handle_lease_list(struct conn *c, const struct client_req *r)
+{
+	struct op *op = calloc(1, sizeof(*op));
+	int rv;
+
+	if (!op) {
+		respond_err(c, r->type, QFS_ENOMEM);
+		return;
+	}
+	op->c = c;
+	c->refs++;
+	op->type = r->type;
+	op->flags = r->flags;
+	op->lease_id = r->lease_id;
+	/* Linearizable like GET: a lease granted or revoked anywhere before
+	 * the request is seen as such. */
+	rv = server_read_barrier(c->port->srv, on_lease_list_ready, op);
+	if (rv) {
+		respond_err(c, r->type, rv);
+		op_free(op);
+	}
+}
+
 /* ---- watches --------------------------------------------------------------------
  *
  * A watcher is a cursor into history: (next_rev, sent_in_rev) says which
@@ -1013,6 +1357,15 @@ static void handle(struct conn *c, const struct client_req *r)
 	case CLIENT_REQ_WATCH:
 		handle_watch(c, r);
 		break;
+	case CLIENT_REQ_LEASE_GRANT:
+	case CLIENT_REQ_LEASE_RENEW:
+	case CLIENT_REQ_LEASE_REVOKE:
+	case CLIENT_REQ_PUT_LEASE:
+		handle_lease(c, r);
+		break;
+	case CLIENT_REQ_LEASE_LIST:
+		handle_lease_list(c, r);
+		break;
 	default:
 		handle_write(c, r);
 		break;
@@ -1079,14 +1432,15 @@ static void process(struct conn *c)
 			if (c->in_len < CLIENT_PROTO_HDR_SIZE)
 				break;
 			rv = client_proto_hdr_decode(c->in, p->max_payload, &c->hdr);
-			if (rv == QFS_EFBIG && c->hdr.type == CLIENT_REQ_PUT &&
+			if (rv == QFS_EFBIG &&
+			    (c->hdr.type == CLIENT_REQ_PUT || c->hdr.type == CLIENT_REQ_PUT_LEASE) &&
 			    c->hdr.len <= CLIENT_PROTO_MAX_PAYLOAD) {
 				/* A value over our --max-value-bytes is the client's
 				 * mistake, not a broken stream: skip it, say why. */
 				consume(c, CLIENT_PROTO_HDR_SIZE);
 				c->discard = c->hdr.len;
 				c->busy = true;
-				respond_err(c, CLIENT_REQ_PUT, QFS_EFBIG);
+				respond_err(c, c->hdr.type, QFS_EFBIG);
 				continue;
 			}
 			if (rv == QFS_EFBIG) {

@@ -1,8 +1,9 @@
 /*
  * The client port (--listen-client): serves the client protocol
  * (client_proto.h) on the member's loop, for `quorumfs status/member/leader/
- * get/put/del`. Reads go through server_read_barrier() and then the local
- * store; writes are proposed like the mount's; membership goes to
+ * get/put/del/watch/lease`. Reads (lease list included) go through
+ * server_read_barrier() and then the local store; writes and lease grants,
+ * renewals and revokes are proposed like the mount's; membership goes to
  * server_member_change().
  *
  * Its handles are unreferenced: they never keep server_run() going, so the

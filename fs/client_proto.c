@@ -133,11 +133,18 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 		rv = rv ? rv : put_str(b, r->after ? r->after : "", CLIENT_PROTO_KEY_MAX);
 		break;
 	case CLIENT_REQ_PUT:
+	case CLIENT_REQ_PUT_LEASE:
 		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
 		if (!rv && r->value_len > CLIENT_PROTO_MAX_PAYLOAD)
 			rv = QFS_EINVAL;
 		if (!rv)
 			qbuf_put_bytes(b, r->value_len ? (const void *)r->value : "", r->value_len);
+		if (!rv && r->type == CLIENT_REQ_PUT_LEASE) {
+			if ((r->lease_id != 0) == (r->ttl_ms != 0))
+				rv = QFS_EINVAL;
+			qbuf_put_u64(b, r->lease_id);
+			qbuf_put_u64(b, (uint64_t)r->ttl_ms);
+		}
 		break;
 	case CLIENT_REQ_DEL:
 		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
@@ -147,6 +154,17 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 		rv = put_str(b, r->key, CLIENT_PROTO_KEY_MAX);
 		qbuf_put_u32(b, r->flags);
 		qbuf_put_u64(b, r->rev);
+		break;
+	case CLIENT_REQ_LEASE_GRANT:
+		qbuf_put_u64(b, (uint64_t)r->ttl_ms);
+		break;
+	case CLIENT_REQ_LEASE_RENEW:
+	case CLIENT_REQ_LEASE_REVOKE:
+		qbuf_put_u64(b, r->lease_id);
+		break;
+	case CLIENT_REQ_LEASE_LIST:
+		qbuf_put_u32(b, r->flags);
+		qbuf_put_u64(b, r->lease_id);
 		break;
 	}
 	rv = rv ? rv : frame_end(b, off, r->type);
@@ -186,8 +204,13 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 		out->after = get_str(&r, CLIENT_PROTO_KEY_MAX);
 		break;
 	case CLIENT_REQ_PUT:
+	case CLIENT_REQ_PUT_LEASE:
 		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
 		out->value = qreader_bytes(&r, CLIENT_PROTO_MAX_PAYLOAD, &out->value_len);
+		if (type == CLIENT_REQ_PUT_LEASE) {
+			out->lease_id = qreader_u64(&r);
+			out->ttl_ms = (int64_t)qreader_u64(&r);
+		}
 		break;
 	case CLIENT_REQ_DEL:
 		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
@@ -197,6 +220,17 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 		out->key = get_str(&r, CLIENT_PROTO_KEY_MAX);
 		out->flags = qreader_u32(&r);
 		out->rev = qreader_u64(&r);
+		break;
+	case CLIENT_REQ_LEASE_GRANT:
+		out->ttl_ms = (int64_t)qreader_u64(&r);
+		break;
+	case CLIENT_REQ_LEASE_RENEW:
+	case CLIENT_REQ_LEASE_REVOKE:
+		out->lease_id = qreader_u64(&r);
+		break;
+	case CLIENT_REQ_LEASE_LIST:
+		out->flags = qreader_u32(&r);
+		out->lease_id = qreader_u64(&r);
 		break;
 	default:
 		return QFS_EMSG;
@@ -307,6 +341,33 @@ int client_proto_members_encode(struct qbuf *b, const struct client_member *m, s
 	return finish(b, start, off, CLIENT_REQ_MEMBER_LIST, rv);
 }
 
+int client_proto_lease_encode(struct qbuf *b, uint8_t type, uint64_t id, int64_t ttl_ms)
+{
+	size_t start = b->len, off;
+	int rv;
+
+	if (type != CLIENT_REQ_LEASE_GRANT && type != CLIENT_REQ_LEASE_RENEW)
+		return QFS_EINVAL;
+	rv = ok_frame(b, type, &off);
+	if (rv)
+		return rv;
+	qbuf_put_u64(b, id);
+	qbuf_put_u64(b, (uint64_t)ttl_ms);
+	return finish(b, start, off, type, 0);
+}
+
+int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, CLIENT_REQ_PUT_LEASE, &off);
+
+	if (rv)
+		return rv;
+	qbuf_put_u64(b, revision);
+	qbuf_put_u64(b, id);
+	return finish(b, start, off, CLIENT_REQ_PUT_LEASE, 0);
+}
+
 /* Body: u64 revision, u8 more, u32 n at fixed offsets from the payload. */
 #define GET_MORE_OFF 8
 #define GET_COUNT_OFF 9
@@ -412,6 +473,81 @@ int client_proto_watch_end(struct client_watch_enc *w, uint64_t progress)
 	return finish(b, w->frame, w->frame, CLIENT_REQ_WATCH, rv);
 }
 
+/* LEASE_LIST has GET's body head (revision, more, count). */
+void client_proto_leases_begin(struct client_leases_enc *e, struct qbuf *b, uint64_t revision)
+{
+	e->b = b;
+	e->n = 0;
+	e->nkeys = 0;
+	e->nkeys_at = 0;
+	e->err = 0;
+	e->frame = frame_begin(b);
+	qbuf_put_u32(b, 0);
+	e->payload = b->len;
+	qbuf_put_u64(b, revision);
+	qbuf_put_u8(b, 0);
+	qbuf_put_u32(b, 0);
+}
+
+size_t client_proto_lease_size(void)
+{
+	return 4 * 8 + 4;
+}
+
+size_t client_proto_lease_key_size(const char *key)
+{
+	return 4 + strlen(key) + 1;
+}
+
+/* Patches the previous lease's count of keys listed. */
+static void leases_close_one(struct client_leases_enc *e)
+{
+	if (e->n > 0 && !e->err && !qbuf_error(e->b))
+		qfs_le32_put(e->b->data + e->nkeys_at, e->nkeys);
+}
+
+void client_proto_leases_add(struct client_leases_enc *e, const struct client_lease *l)
+{
+	struct qbuf *b = e->b;
+
+	if (e->err)
+		return;
+	leases_close_one(e);
+	qbuf_put_u64(b, l->id);
+	qbuf_put_u64(b, (uint64_t)l->ttl_ms);
+	qbuf_put_u64(b, (uint64_t)l->remaining_ms);
+	qbuf_put_u64(b, l->nkeys);
+	e->nkeys_at = b->len;
+	qbuf_put_u32(b, 0);
+	e->nkeys = 0;
+	e->n++;
+}
+
+void client_proto_leases_add_key(struct client_leases_enc *e, const char *key)
+{
+	if (e->err)
+		return;
+	if (e->n == 0) {
+		e->err = QFS_EINVAL;
+		return;
+	}
+	e->err = put_str(e->b, key, CLIENT_PROTO_KEY_MAX);
+	e->nkeys++;
+}
+
+int client_proto_leases_end(struct client_leases_enc *e, bool more)
+{
+	struct qbuf *b = e->b;
+	int rv = e->err ? e->err : qbuf_error(b);
+
+	if (!rv) {
+		leases_close_one(e);
+		b->data[e->payload + GET_MORE_OFF] = more;
+		qfs_le32_put(b->data + e->payload + GET_COUNT_OFF, e->n);
+	}
+	return finish(b, e->frame, e->frame, CLIENT_REQ_LEASE_LIST, rv);
+}
+
 static void read_status(struct qreader *r, struct client_status *st)
 {
 	st->name = get_str(r, CLIENT_PROTO_NAME_MAX);
@@ -505,6 +641,61 @@ static int read_events(struct qreader *r, struct client_resp *out)
 	return 0;
 }
 
+#define LEASE_MIN_SIZE (4 * 8 + 4)
+#define KEY_MIN_SIZE 5
+
+/*
+ * Two passes: the first checks the structure and counts the keys on a copy
+ * of the reader, so the arrays are allocated once, at sizes the payload
+ * itself bounds; the second fills them.
+ */
+static int read_leases(struct qreader *r, struct client_resp *out)
+{
+	struct qreader scan;
+	size_t total = 0, at = 0;
+	uint32_t n;
+
+	out->revision = qreader_u64(r);
+	out->more = qreader_u8(r) != 0;
+	n = qreader_u32(r);
+	if (qreader_error(r) || n > r->left / LEASE_MIN_SIZE)
+		return QFS_EMSG;
+	scan = *r;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t nkeys;
+		uint32_t k;
+
+		qreader_raw(&scan, 3 * 8);
+		nkeys = qreader_u64(&scan);
+		k = qreader_u32(&scan);
+		if (qreader_error(&scan) || k > nkeys || k > scan.left / KEY_MIN_SIZE)
+			return QFS_EMSG;
+		for (uint32_t j = 0; j < k; j++)
+			get_str(&scan, CLIENT_PROTO_KEY_MAX);
+		if (qreader_error(&scan))
+			return QFS_EMSG;
+		total += k;
+	}
+	out->leases = calloc(n ? n : 1, sizeof(*out->leases));
+	out->keys_ = calloc(total ? total : 1, sizeof(*out->keys_));
+	if (!out->leases || !out->keys_)
+		return QFS_ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct client_lease *l = &out->leases[i];
+
+		l->id = qreader_u64(r);
+		l->ttl_ms = (int64_t)qreader_u64(r);
+		l->remaining_ms = (int64_t)qreader_u64(r);
+		l->nkeys = qreader_u64(r);
+		l->nkeys_listed = qreader_u32(r);
+		l->keys = out->keys_ + at;
+		for (size_t j = 0; j < l->nkeys_listed; j++)
+			out->keys_[at++] = get_str(r, CLIENT_PROTO_KEY_MAX);
+	}
+	out->nleases = n;
+	return 0;
+}
+
 static int read_kvs(struct qreader *r, struct client_resp *out)
 {
 	uint32_t n;
@@ -559,7 +750,20 @@ int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload,
 			break;
 		case CLIENT_REQ_PUT:
 		case CLIENT_REQ_DEL:
+		case CLIENT_REQ_LEASE_REVOKE:
 			out->revision = qreader_u64(&r);
+			break;
+		case CLIENT_REQ_LEASE_GRANT:
+		case CLIENT_REQ_LEASE_RENEW:
+			out->lease_id = qreader_u64(&r);
+			out->ttl_ms = (int64_t)qreader_u64(&r);
+			break;
+		case CLIENT_REQ_PUT_LEASE:
+			out->revision = qreader_u64(&r);
+			out->lease_id = qreader_u64(&r);
+			break;
+		case CLIENT_REQ_LEASE_LIST:
+			rv = read_leases(&r, out);
 			break;
 		default:
 			break;
@@ -577,8 +781,12 @@ void client_proto_resp_free(struct client_resp *r)
 	free(r->members);
 	free(r->kvs);
 	free(r->events);
+	free(r->leases);
+	free(r->keys_);
 	r->members = NULL;
 	r->kvs = NULL;
 	r->events = NULL;
-	r->nmembers = r->nkvs = r->nevents = 0;
+	r->leases = NULL;
+	r->keys_ = NULL;
+	r->nmembers = r->nkvs = r->nevents = r->nleases = 0;
 }

@@ -1,5 +1,5 @@
 /*
- * Client protocol: the frames `quorumfs status/member/get/put/del/watch`
+ * Client protocol: the frames `quorumfs status/member/get/put/del/watch/lease`
  * exchange with a member's --listen-client port. Pure encoders and decoders,
  * no sockets: fs/client_port.c serves them, fs/client.c and fs/cli.c send them.
  *
@@ -31,6 +31,13 @@
  *   DEL                          str key, u32 flags
  *   WATCH                        str key, u32 flags, u64 start revision (0 = the
  *                                next revision the member applies)
+ *   LEASE_GRANT                  i64 ttl ms (the member picks the id)
+ *   LEASE_RENEW, LEASE_REVOKE    u64 lease id
+ *   LEASE_LIST                   u32 flags, u64 after (a lease id, 0 = from the first)
+ *   PUT_LEASE                    str key, bytes value, u64 lease id, i64 ttl ms:
+ *                                a PUT that also attaches the key to lease id
+ *                                (ttl 0), or to a new lease of that ttl (id 0),
+ *                                in one transaction
  * Response: i32 status (0 or a QFS_E* code), then
  *   on error:                    str message, str leader name, str leader
  *                                client addr (both "" unless NOTLEADER and known)
@@ -44,7 +51,12 @@
  *   GET:                         u64 revision read, u8 more, u32 n, n x (str key,
  *                                u8 type, u32 mode, u64 create, mod, version,
  *                                bytes value)
- *   PUT, DEL:                    u64 revision
+ *   PUT, DEL, LEASE_REVOKE:      u64 revision
+ *   LEASE_GRANT, LEASE_RENEW:    u64 lease id, i64 ttl ms
+ *   PUT_LEASE:                   u64 revision, u64 lease id
+ *   LEASE_LIST:                  u64 revision read, u8 more, u32 n, n x (u64 id,
+ *                                i64 ttl ms, i64 remaining ms, u64 keys attached,
+ *                                u32 k, k x str key)
  *   WATCH:                       u64 progress, u32 n, n x (u8 event type, u64
  *                                revision, str key, u8 type, u32 mode, u64
  *                                create, mod, version, bytes value)
@@ -53,6 +65,17 @@
  * at least one). With `more` set the client asks again at the revision the
  * first page reported, with `after` = the last key it got; keys come in
  * store_range() order, so the pages of one revision never overlap.
+ *
+ * PUT_LEASE is a request type of its own rather than fields added to PUT:
+ * fields a PUT might or might not carry would make a PUT cut short at
+ * their boundary a valid frame, and PUT's layout stays what version 1
+ * clients send.
+ *
+ * LEASE_LIST pages like GET, by lease id: with `more` set the client asks
+ * again with `after` = the last id it got. Each page is its own read (leases
+ * come and go between pages). Keys are sent only with CLIENT_LEASE_LIST_KEYS,
+ * at most CLIENT_PROTO_LEASE_KEY_BYTES of them per lease; the count of keys
+ * attached is always exact, so a client can tell when the list was cut.
  *
  * WATCH stream: events come in store_events() order (revision, then key),
  * each exactly once, with no revision skipped. `progress` P promises that
@@ -85,8 +108,10 @@
 /* The largest payload anyone accepts: the largest --max-value-bytes (64M)
  * plus headroom. A member bounds requests tighter (its own max value). */
 #define CLIENT_PROTO_MAX_PAYLOAD ((64u << 20) + CLIENT_PROTO_HEADROOM)
-/* Soft size of a GET page. */
+/* Soft size of a GET or LEASE_LIST page. */
 #define CLIENT_PROTO_PAGE_BYTES (1u << 20)
+/* Most key bytes LEASE_LIST sends for one lease. */
+#define CLIENT_PROTO_LEASE_KEY_BYTES (16u << 20)
 
 /* String bounds (bytes, NUL excluded) enforced by the decoders. */
 #define CLIENT_PROTO_KEY_MAX 8191 /* over STORE_KEY_MAX: the store says why */
@@ -105,12 +130,18 @@ enum client_req_type {
 	CLIENT_REQ_PUT,
 	CLIENT_REQ_DEL,
 	CLIENT_REQ_WATCH,
-	CLIENT_REQ_MAX_ = CLIENT_REQ_WATCH,
+	CLIENT_REQ_LEASE_GRANT,
+	CLIENT_REQ_LEASE_RENEW,
+	CLIENT_REQ_LEASE_REVOKE,
+	CLIENT_REQ_LEASE_LIST,
+	CLIENT_REQ_PUT_LEASE,
+	CLIENT_REQ_MAX_ = CLIENT_REQ_PUT_LEASE,
 };
 
 #define CLIENT_GET_PREFIX 0x1	/* the key's whole subtree */
 #define CLIENT_DEL_PREFIX 0x1	/* the key and its whole subtree */
 #define CLIENT_WATCH_PREFIX 0x1 /* the key and its whole subtree */
+#define CLIENT_LEASE_LIST_KEYS 0x1 /* with the keys attached to each lease */
 
 /* WATCH event types (the values of enum store_event_type). */
 enum client_event_type { CLIENT_EVENT_PUT = 1, CLIENT_EVENT_DELETE = 2 };
@@ -137,16 +168,20 @@ struct client_req {
 	const char *peer_addr;	 /* MEMBER_ADD */
 	const char *client_addr; /* MEMBER_ADD, "" = none */
 	bool learner;		 /* MEMBER_ADD */
-	const char *key;	 /* GET, PUT, DEL, WATCH */
-	uint32_t flags;		 /* GET, DEL, WATCH */
+	const char *key;	 /* GET, PUT, DEL, WATCH, PUT_LEASE */
+	uint32_t flags;		 /* GET, DEL, WATCH, LEASE_LIST */
 	uint64_t rev;		 /* GET: 0 = current; WATCH: start, 0 = next */
 	const char *after;	 /* GET, "" = from the start */
-	const uint8_t *value;	 /* PUT */
+	const uint8_t *value;	 /* PUT, PUT_LEASE */
 	size_t value_len;
+	uint64_t lease_id; /* RENEW, REVOKE, PUT_LEASE (0: grant); LIST: after */
+	int64_t ttl_ms;	   /* GRANT, PUT_LEASE (0: attach to lease_id) */
 };
 
 /* Appends a whole request frame to b. 0, QFS_EINVAL (bad type, a missing
- * or over-long string, a payload over CLIENT_PROTO_MAX_PAYLOAD) or QFS_ENOMEM. */
+ * or over-long string, a payload over CLIENT_PROTO_MAX_PAYLOAD, a PUT_LEASE
+ * with both or neither of lease_id and ttl_ms) or QFS_ENOMEM. Values (ttl,
+ * ids) are the member's to check: they travel as given. */
 int client_proto_req_encode(const struct client_req *r, struct qbuf *b);
 /* Decodes a request payload (CRC already checked). Every pointer in *out
  * borrows from payload. 0 or QFS_EMSG. */
@@ -185,6 +220,15 @@ struct client_event {
 	struct client_kv kv;
 };
 
+struct client_lease {
+	uint64_t id;
+	int64_t ttl_ms;
+	int64_t remaining_ms; /* by the answering member's clock; 0 = due to expire */
+	uint64_t nkeys;	      /* keys attached */
+	const char **keys;    /* the keys sent (decoded: into the payload) */
+	size_t nkeys_listed;  /* < nkeys when not asked for or cut */
+};
+
 struct client_resp {
 	uint8_t type;		       /* the request type answered */
 	int status;		       /* 0 or QFS_E* */
@@ -198,8 +242,14 @@ struct client_resp {
 	size_t nkvs;
 	struct client_event *events; /* WATCH; owned, client_proto_resp_free */
 	size_t nevents;
-	bool more;	   /* GET: ask again after the last key */
-	uint64_t revision; /* GET: read at; PUT/DEL: produced; WATCH: progress */
+	struct client_lease *leases; /* LEASE_LIST; owned (keys too), client_proto_resp_free */
+	size_t nleases;
+	bool more;	   /* GET, LEASE_LIST: ask again after the last one */
+	uint64_t revision; /* GET, LEASE_LIST: read at; PUT/DEL/PUT_LEASE/
+			    * LEASE_REVOKE: produced; WATCH: progress */
+	uint64_t lease_id; /* LEASE_GRANT, LEASE_RENEW, PUT_LEASE */
+	int64_t ttl_ms;	   /* LEASE_GRANT, LEASE_RENEW */
+	const char **keys_; /* private: the leases' keys */
 };
 
 /* Response encoders: each appends one whole frame to b and returns 0,
@@ -210,6 +260,26 @@ int client_proto_ok_encode(struct qbuf *b, uint8_t type);
 int client_proto_rev_encode(struct qbuf *b, uint8_t type, uint64_t revision);
 int client_proto_status_encode(struct qbuf *b, const struct client_status *st);
 int client_proto_members_encode(struct qbuf *b, const struct client_member *m, size_t n);
+/* LEASE_GRANT or LEASE_RENEW. */
+int client_proto_lease_encode(struct qbuf *b, uint8_t type, uint64_t id, int64_t ttl_ms);
+int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id);
+
+/* A LEASE_LIST response built lease by lease: begin, then per lease add and
+ * add_key for each of its keys listed, then end. l->keys is ignored by add. */
+struct client_leases_enc {
+	struct qbuf *b;
+	size_t frame, payload;
+	size_t nkeys_at; /* where the last lease's count of keys listed goes */
+	uint32_t n, nkeys;
+	int err;
+};
+void client_proto_leases_begin(struct client_leases_enc *e, struct qbuf *b, uint64_t revision);
+/* Payload bytes a lease adds without its keys, and a key adds. */
+size_t client_proto_lease_size(void);
+size_t client_proto_lease_key_size(const char *key);
+void client_proto_leases_add(struct client_leases_enc *e, const struct client_lease *l);
+void client_proto_leases_add_key(struct client_leases_enc *e, const char *key);
+int client_proto_leases_end(struct client_leases_enc *e, bool more);
 
 /* A GET response built key by key: begin, add..., end. */
 struct client_get_enc {
@@ -241,7 +311,7 @@ int client_proto_watch_end(struct client_watch_enc *w, uint64_t progress);
 
 /*
  * Decodes a response frame of header h (CRC already checked). Strings and
- * values point into payload; members/kvs/events are allocated (free with
+ * values point into payload; members/kvs/events/leases are allocated (free with
  * client_proto_resp_free, also safe on a failed decode). 0, QFS_EMSG or
  * QFS_ENOMEM. Array counts are checked against the payload size before
  * allocating. WATCH events must be of a known type, in revision order and
