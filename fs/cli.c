@@ -588,7 +588,7 @@ static int run_write(struct cli *c)
 	bool put = strcmp(c->cmd->name, "put") == 0;
 	bool leased = put && (c->ttl_ms || c->lease_id);
 	struct client_req r = {.type = leased ? CLIENT_REQ_PUT_LEASE
-				: put	      ? CLIENT_REQ_PUT
+				       : put  ? CLIENT_REQ_PUT
 					      : CLIENT_REQ_DEL,
 			       .key = c->args[0],
 			       .lease_id = c->lease_id,
@@ -613,8 +613,8 @@ static int run_write(struct cli *c)
 	if (rv)
 		return 1;
 	if (c->json && leased)
-		printf("{\"revision\": %" PRIu64 ", \"lease\": \"%" PRIx64 "\"}\n",
-		       a.resp.revision, a.resp.lease_id);
+		printf("{\"revision\": %" PRIu64 ", \"lease\": \"%" PRIx64 "\"}\n", a.resp.revision,
+		       a.resp.lease_id);
 	else if (c->json)
 		printf("{\"revision\": %" PRIu64 "}\n", a.resp.revision);
 	else if (leased)
@@ -638,8 +638,7 @@ static int parse_ttl(const char *s, int64_t *ms)
 
 	errno = 0;
 	sec = strtod(s, &end);
-	if (end == s || *end || errno || !(sec > 0) ||
-	    sec * 1000 > (double)STORE_LEASE_TTL_MAX_MS)
+	if (end == s || *end || errno || !(sec > 0) || sec * 1000 > (double)STORE_LEASE_TTL_MAX_MS)
 		return -1;
 	*ms = (int64_t)(sec * 1000 + 0.5);
 	if (*ms == 0)
@@ -741,8 +740,8 @@ static void lease_list_print(const struct cli *c, const struct client_lease *l, 
 
 	secs_str(l->ttl_ms, ttl, sizeof(ttl));
 	if (!c->json) {
-		printf("%" PRIx64 " ttl=%s remaining=%" PRId64 " keys=%" PRIu64 "\n", l->id, ttl, rem,
-		       l->nkeys);
+		printf("%" PRIx64 " ttl=%s remaining=%" PRId64 " keys=%" PRIu64 "\n", l->id, ttl,
+		       rem, l->nkeys);
 		return;
 	}
 	printf("%s\n  {\"id\": \"%" PRIx64 "\", \"ttl\": %s, \"remaining\": %" PRId64
@@ -1298,15 +1297,14 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 			if (strcmp(name, "--ttl") == 0) {
 				need = FL_TTL;
 				if (parse_ttl(value, &c->ttl_ms))
-					return usage_error(what,
-							   "--ttl wants seconds above 0, got '%s'",
-							   value);
+					return usage_error(
+					    what, "--ttl wants seconds above 0, got '%s'", value);
 			} else {
 				need = FL_LEASE;
 				if (parse_lease_id(value, &c->lease_id))
-					return usage_error(what,
-							   "--lease wants a lease id (hex), got '%s'",
-							   value);
+					return usage_error(
+					    what, "--lease wants a lease id (hex), got '%s'",
+					    value);
 			}
 		} else if (strcmp(name, "--rev") == 0 || strcmp(name, "--client") == 0 ||
 			   strcmp(name, "--endpoints") == 0 || strcmp(name, "--timeout-ms") == 0 ||

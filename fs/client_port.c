@@ -100,8 +100,8 @@ struct op {
 	bool promoting;
 	struct server_member m;
 	char *key, *after;
-	uint64_t lease_id;	     /* LEASE_*, PUT_LEASE; LEASE_LIST: after */
-	int64_t ttl_ms;		     /* LEASE_GRANT, PUT_LEASE with a new lease */
+	uint64_t lease_id;	   /* LEASE_*, PUT_LEASE; LEASE_LIST: after */
+	int64_t ttl_ms;		   /* LEASE_GRANT, PUT_LEASE with a new lease */
 	enum store_op_type ops[3]; /* the transaction's ops, to name the one that failed */
 	size_t nops;
 };
@@ -683,8 +683,7 @@ static int lease_ttl_check(struct conn *c, uint8_t type, int64_t ttl_ms)
 			 secs_str(STORE_LEASE_TTL_MAX_MS, a, sizeof(a)));
 	else
 		snprintf(msg, sizeof(msg),
-			 "ttl %s s is below the minimum of %s s (1.5 x --election-ms %" PRIu64
-			 ")",
+			 "ttl %s s is below the minimum of %s s (1.5 x --election-ms %" PRIu64 ")",
 			 secs_str(ttl_ms, a, sizeof(a)), secs_str(min, b, sizeof(b)),
 			 (uint64_t)cfg->election_ms);
 	respond_err_msg(c, type, QFS_EINVAL, msg);
@@ -710,8 +709,7 @@ static void lease_failed(struct op *op, int err, uint32_t failed_op)
 		respond_no_lease(op->c, op->type, op->lease_id);
 	} else if (err == QFS_EEXIST && t == STORE_OP_LEASE_GRANT) {
 		snprintf(msg, sizeof(msg),
-			 "the new lease's random id %" PRIx64 " is taken; try again",
-			 op->lease_id);
+			 "the new lease's random id %" PRIx64 " is taken; try again", op->lease_id);
 		respond_err_msg(op->c, op->type, err, msg);
 	} else {
 		respond_err(op->c, op->type, err);
@@ -854,7 +852,7 @@ struct lease_page {
 	uint64_t after;
 	bool keys;
 	bool more;
-	size_t bytes;	   /* of the page */
+	size_t bytes;	  /* of the page */
 	size_t key_bytes; /* of the lease being added */
 	int64_t now_ns;
 };
@@ -1433,7 +1431,8 @@ static void process(struct conn *c)
 				break;
 			rv = client_proto_hdr_decode(c->in, p->max_payload, &c->hdr);
 			if (rv == QFS_EFBIG &&
-			    (c->hdr.type == CLIENT_REQ_PUT || c->hdr.type == CLIENT_REQ_PUT_LEASE) &&
+			    (c->hdr.type == CLIENT_REQ_PUT ||
+			     c->hdr.type == CLIENT_REQ_PUT_LEASE) &&
 			    c->hdr.len <= CLIENT_PROTO_MAX_PAYLOAD) {
 				/* A value over our --max-value-bytes is the client's
 				 * mistake, not a broken stream: skip it, say why. */

@@ -138,9 +138,9 @@ enum client_req_type {
 	CLIENT_REQ_MAX_ = CLIENT_REQ_PUT_LEASE,
 };
 
-#define CLIENT_GET_PREFIX 0x1	/* the key's whole subtree */
-#define CLIENT_DEL_PREFIX 0x1	/* the key and its whole subtree */
-#define CLIENT_WATCH_PREFIX 0x1 /* the key and its whole subtree */
+#define CLIENT_GET_PREFIX 0x1	   /* the key's whole subtree */
+#define CLIENT_DEL_PREFIX 0x1	   /* the key and its whole subtree */
+#define CLIENT_WATCH_PREFIX 0x1	   /* the key and its whole subtree */
 #define CLIENT_LEASE_LIST_KEYS 0x1 /* with the keys attached to each lease */
 
 /* WATCH event types (the values of enum store_event_type). */
@@ -244,11 +244,11 @@ struct client_resp {
 	size_t nevents;
 	struct client_lease *leases; /* LEASE_LIST; owned (keys too), client_proto_resp_free */
 	size_t nleases;
-	bool more;	   /* GET, LEASE_LIST: ask again after the last one */
-	uint64_t revision; /* GET, LEASE_LIST: read at; PUT/DEL/PUT_LEASE/
-			    * LEASE_REVOKE: produced; WATCH: progress */
-	uint64_t lease_id; /* LEASE_GRANT, LEASE_RENEW, PUT_LEASE */
-	int64_t ttl_ms;	   /* LEASE_GRANT, LEASE_RENEW */
+	bool more;	    /* GET, LEASE_LIST: ask again after the last one */
+	uint64_t revision;  /* GET, LEASE_LIST: read at; PUT/DEL/PUT_LEASE/
+			     * LEASE_REVOKE: produced; WATCH: progress */
+	uint64_t lease_id;  /* LEASE_GRANT, LEASE_RENEW, PUT_LEASE */
+	int64_t ttl_ms;	    /* LEASE_GRANT, LEASE_RENEW */
 	const char **keys_; /* private: the leases' keys */
 };
 

@@ -1,6 +1,7 @@
 /*
  * Client protocol tests: every request and response round-trips (WATCH
- * frames included, and a WATCH stream's order is enforced by the decoder); headers
+ * frames and the lease frames included, and a WATCH stream's order is
+ * enforced by the decoder, a LEASE_LIST's counts too); headers
  * with a wrong magic, version, type or length are refused before anything
  * is allocated; every truncation and every single-bit flip of a frame is
  * caught (by the header check, the CRC or the decoder), and decoders fed
@@ -70,6 +71,16 @@ static struct client_req sample_reqs[] = {
     {.type = CLIENT_REQ_DEL, .key = "/conf", .flags = CLIENT_DEL_PREFIX},
     {.type = CLIENT_REQ_WATCH, .key = "/conf", .flags = CLIENT_WATCH_PREFIX, .rev = 57},
     {.type = CLIENT_REQ_WATCH, .key = "/conf/x", .rev = 0},
+    {.type = CLIENT_REQ_LEASE_GRANT, .ttl_ms = 1500},
+    {.type = CLIENT_REQ_LEASE_RENEW, .lease_id = 0xa1b2c3d4e5f6ULL},
+    {.type = CLIENT_REQ_LEASE_REVOKE, .lease_id = 0xffffffffffffffffULL},
+    {.type = CLIENT_REQ_LEASE_LIST, .flags = CLIENT_LEASE_LIST_KEYS, .lease_id = 77},
+    {.type = CLIENT_REQ_PUT_LEASE,
+     .key = "/svc/web/h1",
+     .value = value_bytes,
+     .value_len = sizeof(value_bytes),
+     .ttl_ms = 10000},
+    {.type = CLIENT_REQ_PUT_LEASE, .key = "/svc/web/h2", .value_len = 0, .lease_id = 0x1234},
 };
 #define NREQS (sizeof(sample_reqs) / sizeof(sample_reqs[0]))
 
@@ -97,11 +108,25 @@ static void assert_req_equal(const struct client_req *a, const struct client_req
 		assert_int_equal(a->flags, d->flags);
 		assert_string_equal(a->key, d->key);
 		break;
+	case CLIENT_REQ_PUT_LEASE:
+		assert_int_equal(a->lease_id, d->lease_id);
+		assert_int_equal(a->ttl_ms, d->ttl_ms);
+		/* fallthrough */
 	case CLIENT_REQ_PUT:
 		assert_string_equal(a->key, d->key);
 		assert_int_equal(a->value_len, d->value_len);
 		if (a->value_len)
 			assert_memory_equal(a->value, d->value, a->value_len);
+		break;
+	case CLIENT_REQ_LEASE_GRANT:
+		assert_int_equal(a->ttl_ms, d->ttl_ms);
+		break;
+	case CLIENT_REQ_LEASE_LIST:
+		assert_int_equal(a->flags, d->flags);
+		/* fallthrough */
+	case CLIENT_REQ_LEASE_RENEW:
+	case CLIENT_REQ_LEASE_REVOKE:
+		assert_int_equal(a->lease_id, d->lease_id);
 		break;
 	default:
 		break;
@@ -148,6 +173,12 @@ static void test_req_encode_rejects(void **state)
 	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
 	longkey[CLIENT_PROTO_NAME_MAX + 1] = 0; /* one byte over a member name */
 	r = (struct client_req){.type = CLIENT_REQ_MEMBER_PROMOTE, .name = longkey};
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	/* A put with a lease takes a lease id or a ttl: not both, not neither. */
+	r = (struct client_req){
+	    .type = CLIENT_REQ_PUT_LEASE, .key = "/k", .lease_id = 1, .ttl_ms = 1};
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	r = (struct client_req){.type = CLIENT_REQ_PUT_LEASE, .key = "/k"};
 	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
 	/* A failed encode leaves the buffer as it was. */
 	assert_int_equal(b.len, 0);
@@ -262,11 +293,40 @@ static const struct client_kv sample_kvs[] = {
     {"/a b/\xc3\xa9", 3, 0777, 6, 6, 1, (const uint8_t *)"target", 6},
 };
 
+static const char *lease_keys[] = {"/svc/a", "/svc/b \"q\""};
+static const struct client_lease sample_leases[] = {
+    {0x1a2b3c4d5e6fULL, 10000, 7250, 2, NULL, 0},
+    {0xffffffffffffULL, 1500, 0, 0, NULL, 0},
+    {42, INT64_MAX / 1000000, INT64_MAX / 1000000, 5, NULL, 0}, /* keys cut: 1 of 5 */
+};
+
 static const struct client_event sample_events[] = {
     {CLIENT_EVENT_PUT, 9, {"/a", 1, 0644, 5, 9, 3, value_bytes, sizeof(value_bytes)}},
     {CLIENT_EVENT_DELETE, 9, {"/b", 2, 0755, 4, 4, 1, (const uint8_t *)"", 0}},
     {CLIENT_EVENT_PUT, 12, {"/a b/\xc3\xa9", 3, 0777, 12, 12, 1, (const uint8_t *)"t", 1}},
 };
+
+static void encode_lease_responses(struct qbuf *b)
+{
+	struct client_leases_enc e;
+
+	assert_int_equal(client_proto_lease_encode(b, CLIENT_REQ_LEASE_GRANT, 0xabcdefULL, 1500),
+			 0);
+	assert_int_equal(client_proto_lease_encode(b, CLIENT_REQ_LEASE_RENEW, 0xabcdefULL, 90000),
+			 0);
+	assert_int_equal(client_proto_put_lease_encode(b, 1234, 0x123456789abcULL), 0);
+	assert_int_equal(client_proto_rev_encode(b, CLIENT_REQ_LEASE_REVOKE, 99), 0);
+	client_proto_leases_begin(&e, b, 321);
+	client_proto_leases_add(&e, &sample_leases[0]);
+	client_proto_leases_add_key(&e, lease_keys[0]);
+	client_proto_leases_add_key(&e, lease_keys[1]);
+	client_proto_leases_add(&e, &sample_leases[1]);
+	client_proto_leases_add(&e, &sample_leases[2]);
+	client_proto_leases_add_key(&e, lease_keys[0]);
+	assert_int_equal(client_proto_leases_end(&e, true), 0);
+	client_proto_leases_begin(&e, b, 322);
+	assert_int_equal(client_proto_leases_end(&e, false), 0);
+}
 
 /* Every response type, one frame after another in one buffer. */
 static void encode_all_responses(struct qbuf *b)
@@ -302,12 +362,70 @@ static void encode_all_responses(struct qbuf *b)
 						 "available is 57",
 						 NULL, NULL),
 			 0);
+	encode_lease_responses(b);
 }
 
-#define NRESPS 12
+#define NRESPS 18
+
+static void check_lease_response(size_t i, const struct client_resp *r)
+{
+	static const size_t listed[] = {2, 0, 1};
+
+	switch (i) {
+	case 12:
+		assert_int_equal(r->type, CLIENT_REQ_LEASE_GRANT);
+		assert_int_equal(r->status, 0);
+		assert_int_equal(r->lease_id, 0xabcdefULL);
+		assert_int_equal(r->ttl_ms, 1500);
+		break;
+	case 13:
+		assert_int_equal(r->type, CLIENT_REQ_LEASE_RENEW);
+		assert_int_equal(r->lease_id, 0xabcdefULL);
+		assert_int_equal(r->ttl_ms, 90000);
+		break;
+	case 14:
+		assert_int_equal(r->type, CLIENT_REQ_PUT_LEASE);
+		assert_int_equal(r->revision, 1234);
+		assert_int_equal(r->lease_id, 0x123456789abcULL);
+		break;
+	case 15:
+		assert_int_equal(r->type, CLIENT_REQ_LEASE_REVOKE);
+		assert_int_equal(r->revision, 99);
+		break;
+	case 16:
+		assert_int_equal(r->type, CLIENT_REQ_LEASE_LIST);
+		assert_int_equal(r->revision, 321);
+		assert_true(r->more);
+		assert_int_equal(r->nleases, 3);
+		for (size_t j = 0; j < 3; j++) {
+			const struct client_lease *a = &sample_leases[j], *d = &r->leases[j];
+
+			assert_int_equal(a->id, d->id);
+			assert_int_equal(a->ttl_ms, d->ttl_ms);
+			assert_int_equal(a->remaining_ms, d->remaining_ms);
+			assert_int_equal(a->nkeys, d->nkeys);
+			assert_int_equal(d->nkeys_listed, listed[j]);
+			for (size_t k = 0; k < d->nkeys_listed; k++)
+				assert_string_equal(d->keys[k], lease_keys[k]);
+		}
+		break;
+	case 17:
+		assert_int_equal(r->type, CLIENT_REQ_LEASE_LIST);
+		assert_int_equal(r->revision, 322);
+		assert_false(r->more);
+		assert_int_equal(r->nleases, 0);
+		break;
+	default:
+		fail();
+	}
+}
 
 static void check_response(size_t i, const struct client_resp *r)
 {
+	if (i >= 12) {
+		check_lease_response(i, r);
+		return;
+	}
 	switch (i) {
 	case 0:
 		assert_int_equal(r->type, CLIENT_REQ_STATUS);
@@ -474,8 +592,69 @@ static void test_resp_encode_rejects(void **state)
 	assert_int_equal(client_proto_err_encode(&b, CLIENT_REQ_GET, 0, "x", "", ""), QFS_EINVAL);
 	assert_int_equal(client_proto_ok_encode(&b, 99), QFS_EINVAL);
 	assert_int_equal(client_proto_members_encode(&b, &bad, 1), QFS_EINVAL);
+	/* Lease answers: only GRANT and RENEW carry an id and a ttl; a key
+	 * needs a lease to belong to; a missing key undoes the list. */
+	assert_int_equal(client_proto_lease_encode(&b, CLIENT_REQ_LEASE_REVOKE, 1, 1), QFS_EINVAL);
+	{
+		struct client_leases_enc e;
+
+		client_proto_leases_begin(&e, &b, 1);
+		client_proto_leases_add_key(&e, "/orphan");
+		assert_int_equal(client_proto_leases_end(&e, false), QFS_EINVAL);
+		client_proto_leases_begin(&e, &b, 1);
+		client_proto_leases_add(&e, &sample_leases[0]);
+		client_proto_leases_add_key(&e, NULL);
+		assert_int_equal(client_proto_leases_end(&e, false), QFS_EINVAL);
+	}
 	assert_int_equal(b.len, 0);
 	qbuf_close(&b);
+}
+
+/* A LEASE_LIST body of one lease claiming nkeys attached and k listed,
+ * followed by `real` keys. */
+static int decode_lease_list(uint32_t nleases, uint64_t nkeys, uint32_t k, uint32_t real)
+{
+	struct client_hdr h = {.type = CLIENT_REQ_LEASE_LIST | CLIENT_PROTO_RESPONSE};
+	struct client_resp r;
+	struct qbuf b;
+	int rv;
+
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u64(&b, 5);
+	qbuf_put_u8(&b, 0);
+	qbuf_put_u32(&b, nleases);
+	qbuf_put_u64(&b, 7);
+	qbuf_put_u64(&b, 3000);
+	qbuf_put_u64(&b, 1000);
+	qbuf_put_u64(&b, nkeys);
+	qbuf_put_u32(&b, k);
+	for (uint32_t i = 0; i < real; i++)
+		qbuf_put_bytes(&b, "/k", 3);
+	h.len = (uint32_t)b.len;
+	rv = client_proto_resp_decode(&h, b.data, b.len, &r);
+	if (rv) {
+		assert_null(r.leases);
+		assert_null(r.keys_);
+	} else {
+		assert_int_equal(r.leases[0].nkeys_listed, k);
+	}
+	client_proto_resp_free(&r);
+	qbuf_close(&b);
+	return rv;
+}
+
+static void test_lease_list_decode_rejects(void)
+{
+	assert_int_equal(decode_lease_list(1, 2, 2, 2), 0);
+	/* More keys listed than attached: the member is broken. */
+	assert_int_equal(decode_lease_list(1, 1, 2, 2), QFS_EMSG);
+	/* Counts beyond what the payload holds are refused before allocating. */
+	assert_int_equal(decode_lease_list(1, UINT64_MAX, 0xffffffffu, 2), QFS_EMSG);
+	assert_int_equal(decode_lease_list(0x7fffffffu, 2, 2, 2), QFS_EMSG);
+	/* Fewer keys than listed, and a lease more than the count says. */
+	assert_int_equal(decode_lease_list(1, 3, 3, 2), QFS_EMSG);
+	assert_int_equal(decode_lease_list(1, 2, 1, 2), QFS_EMSG);
 }
 
 static void test_resp_decode_rejects(void **state)
@@ -519,6 +698,7 @@ static void test_resp_decode_rejects(void **state)
 	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), QFS_EMSG);
 	assert_null(r.events);
 	qbuf_close(&b);
+	test_lease_list_decode_rejects();
 }
 
 /* A well-formed WATCH frame whose stream promises are broken: decoding fails. */
@@ -642,8 +822,8 @@ static size_t all_frames(struct qbuf *frames, size_t max)
 
 static void test_truncations(void **state)
 {
-	struct qbuf frames[32];
-	size_t n = all_frames(frames, 32);
+	struct qbuf frames[64];
+	size_t n = all_frames(frames, 64);
 
 	(void)state;
 	for (size_t i = 0; i < n; i++) {
@@ -669,8 +849,8 @@ static void test_truncations(void **state)
 
 static void test_bit_flips(void **state)
 {
-	struct qbuf frames[32];
-	size_t n = all_frames(frames, 32);
+	struct qbuf frames[64];
+	size_t n = all_frames(frames, 64);
 
 	(void)state;
 	for (size_t i = 0; i < n; i++) {
@@ -700,8 +880,8 @@ static void test_bit_flips(void **state)
  * fail cleanly or return strings inside the input (ASan checks the reads). */
 static void test_garbled_payloads(void **state)
 {
-	struct qbuf frames[32];
-	size_t n = all_frames(frames, 32);
+	struct qbuf frames[64];
+	size_t n = all_frames(frames, 64);
 
 	(void)state;
 	for (int round = 0; round < 20000; round++) {
