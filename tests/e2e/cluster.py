@@ -196,6 +196,7 @@ class Cluster:
         self.index = {}   # name -> i (address 127.0.0.i)
         self.nft_active = False
         self.stuck_kills = []  # KILL9_STUCK_BUG occurrences
+        self._conn = {}  # name -> fuse connection of its mount when killed
 
     # -- addresses --
 
@@ -256,20 +257,28 @@ class Cluster:
         m.start(timeout=30)
         return m
 
-    def kill9(self, name, unmount=True):
+    def kill9(self, name, unmount=True, wait=True):
         """SIGKILL; returns time.monotonic() right after the signal was sent.
-
-        A daemon that does not exit within 5 s (KILL9_STUCK_BUG: a thread of
-        its own blocked in a request on its own mount) has its FUSE
-        connection aborted so the test can go on; it is recorded in
-        self.stuck_kills and printed."""
+        wait=False: only the signal; call reap(name) later."""
         m = self.ms[name]
-        conn = os.minor(os.stat(m.mnt).st_dev) if is_mounted(m.mnt) else None
+        self._conn[name] = os.minor(os.stat(m.mnt).st_dev) if is_mounted(m.mnt) else None
         m.proc.kill()
         t = time.monotonic()
+        if wait:
+            self.reap(name, unmount)
+        return t
+
+    def reap(self, name, unmount=True):
+        """Waits for a killed member to be gone, then (unless told not to)
+        lazily unmounts its dead mount. A daemon that does not exit within 5 s
+        (KILL9_STUCK_BUG: a thread of its own blocked in a request on its own
+        mount) has its FUSE connection aborted so the test can go on; that is
+        recorded in self.stuck_kills and printed."""
+        m = self.ms[name]
         try:
             m.proc.wait(5)
         except subprocess.TimeoutExpired:
+            conn = self._conn.get(name)
             self.stuck_kills.append(f"{name} (pid {m.proc.pid}, fuse connection {conn})")
             print(f"{name}: still not gone 5 s after SIGKILL; aborting fuse connection {conn}")
             assert conn is not None and abort_fuse_connection(conn), \
@@ -278,7 +287,6 @@ class Cluster:
         if unmount:
             lazy_unmount(m.mnt)
             assert wait_until(lambda: not is_mounted(m.mnt), 5), f"{m.mnt} still mounted"
-        return t
 
     def restart(self, name, timeout=30):
         self.ms[name].start(timeout=timeout)

@@ -2,7 +2,6 @@
 restarts and catches up by log, a wiped one that catches up by snapshot, and
 concurrent writers through a leader kill (SPEC §3.2, §3.8, §4; issue 3
 deliverable 6)."""
-import errno
 import os
 import statistics
 import threading
@@ -10,8 +9,7 @@ import time
 
 import pytest
 
-from cluster import (ETIMEDOUT, KILL9_STUCK_BUG, cluster, timed_write,  # noqa: F401  (fixture)
-                     tree)
+from cluster import ETIMEDOUT, KILL9_STUCK_BUG, cluster, timed_write  # noqa: F401 (fixture)
 from qfs import errname, lazy_unmount, read_file, wait_until, write_file
 
 SNAPSHOT_INSTALLED = "installed the leader's snapshot"
@@ -28,7 +26,7 @@ def test_leader_kill9_new_leader_accepts_writes(cluster):
         rest = [n for n in c.live() if n != old]
         for k in range(10):
             assert write_file(c.m(rest[k % 2]).p(f"r{rnd}_{k}"), f"{rnd}.{k}") is None
-        t0 = c.kill9(old, unmount=False)
+        t0 = c.kill9(old, wait=False)
         errs = []
         k = 0
         while True:
@@ -51,7 +49,7 @@ def test_leader_kill9_new_leader_accepts_writes(cluster):
             for j in range(10):
                 assert read_file(c.m(n).p(f"r{rnd}_{j}")) == f"{rnd}.{j}".encode()
             assert read_file(c.m(n).p(f"after{rnd}")) == f"after {rnd}".encode()
-        lazy_unmount(c.m(old).mnt)
+        c.reap(old)
         c.restart(old)
         assert c.role(old) in ("follower", "candidate"), c.status(old)
         c.converge()
@@ -202,13 +200,14 @@ def test_concurrent_writers_with_leader_kill(cluster):
     for th in ths:
         th.start()
     time.sleep(1.5)
-    t_kill = c.kill9(victim, unmount=False)
+    t_kill = c.kill9(victim, wait=False)
     killed.set()
     rest = [n for n in names if n != victim]
     new = c.wait_leader(among=rest, not_=victim)
     # keep writing for 2 s after the new leader is known
     time.sleep(2.0)
     stop.set()
+    c.reap(victim, unmount=False)  # its writers must not see the directory below
     for th in ths:
         th.join(30)
         assert not th.is_alive(), "a writer is stuck"

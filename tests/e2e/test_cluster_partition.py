@@ -11,7 +11,7 @@ import pytest
 
 from cluster import (ETIMEDOUT, cluster, timed_parallel, timed_write,  # noqa: F401  (fixture)
                      write_or_raise)
-from qfs import errname, errno_of, lazy_unmount, read_file, wait_until, write_file
+from qfs import errname, errno_of, read_file, wait_until, write_file
 
 NAMES = ["n1", "n2", "n3"]
 
@@ -156,8 +156,8 @@ def test_two_of_three_down_writes_time_out_serializable_reads_work(cluster, n3_w
         c.cli("leader", "transfer", want)
         assert c.wait_leader(timeout=5) == want
     c.converge()
-    c.kill9("n1", unmount=False)
-    c.kill9("n2", unmount=False)
+    c.kill9("n1", wait=False)
+    c.kill9("n2", wait=False)
     s = c.m("n3")
     results = timed_parallel({
         "write": (write_or_raise, s.p("top"), b"lost"),
@@ -172,7 +172,7 @@ def test_two_of_three_down_writes_time_out_serializable_reads_work(cluster, n3_w
         assert err == ETIMEDOUT, f"{what}: {errname(err)}"
         assert took < _bound(c), f"{what} took {took:.1f} s to fail"
     for n in ("n1", "n2"):
-        lazy_unmount(c.m(n).mnt)
+        c.reap(n)
     # serializable reads come from the local replica
     t0 = time.monotonic()
     assert read_file(s.p("app/db/host")) == b"10.0.0.5\n"

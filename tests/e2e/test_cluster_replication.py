@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cluster import cluster, tree  # noqa: F401  (cluster is a fixture)
+from cluster import cluster  # noqa: F401  (a fixture)
 from qfs import errno_of, read_file, wait_until, write_file
 
 NAMES = ("n1", "n2", "n3")
