@@ -78,6 +78,10 @@ static void finish(void *arg, int err, const struct store_result *res)
 
 		if (store_get(server_store(fs->srv), pc->key, 0, &kv) == 0)
 			nodes_pending_commit(fs->nodes, cr->pending, kv.ino);
+		/* The kernel knows the file by its pending node id; invalidations
+		 * target the key's ino. Drop the name so the next lookup finds it
+		 * by that ino (open descriptors keep the old inode). */
+		fs_forget_key(fs, pc->key);
 	}
 	if (cr->reply == REPLY_FLUSH && err) {
 		/* close() reports it and nothing changed: the handle's changes

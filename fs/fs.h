@@ -54,6 +54,7 @@ struct fs {
 	bool thread_done; /* atomic: the FUSE loop has ended */
 	struct nodes *nodes;
 	struct inval *inval;
+	struct replayer *replayer; /* replay.h */
 	char mount_abs[PATH_MAX];
 	uint64_t replay_before; /* atomic: the revision a replay answers lookups from */
 };
@@ -210,6 +211,9 @@ void ctl_readdir(struct fs *fs, fuse_req_t req, uint64_t nodeid, size_t size, of
 /* ---- remote.c: kernel caches follow changes made through other members --- */
 void fs_remote_applied(void *arg, const uint8_t *entry, size_t len,
 		       const struct store_result *res);
+/* Drops the kernel's dentry of key and, if the key exists now, its inode's
+ * caches (queued on the invalidation thread). Loop thread. */
+void fs_forget_key(struct fs *fs, const char *key);
 /* True when req comes from the replay of a change already applied; *before
  * is the revision to answer lookups from. Such requests change nothing. */
 bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before);

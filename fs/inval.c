@@ -4,7 +4,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
@@ -29,7 +28,6 @@ struct inval {
 	struct item *head, *tail; /* guarded by mu */
 	bool stop;    /* asked to end */
 	bool stopped; /* the thread has ended: work runs in the caller */
-	pid_t tid; /* set by the thread before inval_create returns */
 };
 
 static void run(struct inval *iv, struct item *it)
@@ -59,8 +57,6 @@ static void *inval_main(void *arg)
 	struct item *it;
 
 	pthread_mutex_lock(&iv->mu);
-	iv->tid = gettid();
-	pthread_cond_broadcast(&iv->cond);
 	for (;;) {
 		while (!iv->head && !iv->stop)
 			pthread_cond_wait(&iv->cond, &iv->mu);
@@ -93,17 +89,8 @@ int inval_create(struct fuse_session *se, struct inval **out)
 		free(iv);
 		return QFS_ENOMEM;
 	}
-	pthread_mutex_lock(&iv->mu);
-	while (!iv->tid)
-		pthread_cond_wait(&iv->cond, &iv->mu);
-	pthread_mutex_unlock(&iv->mu);
 	*out = iv;
 	return 0;
-}
-
-pid_t inval_tid(const struct inval *iv)
-{
-	return iv->tid;
 }
 
 void inval_stop(struct inval *iv)

@@ -11,15 +11,11 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 struct inval;
 
 int inval_create(struct fuse_session *se, struct inval **out);
 
-/* The thread id of the invalidation thread: requests it makes through the
- * mount (replays of remote changes, see remote.c) carry it. */
-pid_t inval_tid(const struct inval *iv);
 /* Carries out everything queued (answering its requests) and ends the
  * thread; later calls run their work at once in the caller's thread (the
  * mount is going: notify calls fail harmlessly, requests get answered). */

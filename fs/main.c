@@ -12,6 +12,7 @@
 #include "client_port.h"
 #include "config.h"
 #include "fs.h"
+#include "replay.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -86,6 +87,8 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (strcmp(argv[1], "replay-helper") == 0) /* internal: see fs/replay.h */
+		return replay_helper_main();
 	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);
 	if (cli_is_command(argv[1]))

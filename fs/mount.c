@@ -19,6 +19,7 @@
 #include "../common/errors.h"
 #include "../common/log.h"
 #include "fs.h"
+#include "replay.h"
 
 static void *fuse_main_thread(void *arg)
 {
@@ -67,6 +68,8 @@ static void stop_hook(void *arg)
 	LOG_INFO("unmounting %s", fs->cfg->mount);
 	server_set_applied_hook(fs->srv, NULL, NULL);
 	inval_stop(fs->inval); /* answers the flushes still queued there */
+	replayer_stop(fs->replayer);
+	fs->replayer = NULL;
 	fuse_session_exit(fs->se);
 	detach(fs->mount_abs);
 }
@@ -117,6 +120,8 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 	}
 	if ((rv = inval_create(fs->se, &fs->inval)))
 		goto err_mount;
+	if (replayer_start(&fs->replayer) != 0) /* inotify then misses remote changes */
+		LOG_WARN("cannot start the inotify replay helper: %s", strerror(errno));
 	server_set_stop_hook(srv, stop_hook, fs);
 	server_set_applied_hook(srv, fs_remote_applied, fs);
 	if (pthread_create(&fs->thread, NULL, fuse_main_thread, fs) != 0) {
@@ -127,6 +132,8 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 	return 0;
 
 err_inval:
+	replayer_stop(fs->replayer);
+	fs->replayer = NULL;
 	server_set_stop_hook(srv, NULL, NULL);
 	server_set_applied_hook(srv, NULL, NULL);
 	inval_destroy(fs->inval);

@@ -6,33 +6,38 @@
  *     lookups and reads see the new state;
  *  2. replay the change through our own mount, so inotify watchers here see
  *     it (FUSE notify calls emit no inotify events; only VFS operations do).
- * Both run on the invalidation thread, in order. The replay's requests carry
- * that thread's tid: handlers answer lookups from the revision before the
- * change (a deleted name still resolves, a created one does not yet) and
- * change nothing (fs_replaying()).
+ * Both are driven by the invalidation thread, in order; the replay's VFS
+ * calls are made by the replayer process (replay.h). Its requests carry its
+ * pid: handlers answer lookups from the revision before the change (a
+ * deleted name still resolves, a created one does not yet) and change
+ * nothing (fs_replaying()).
  *
  * The replay is the net effect per key between the revision before and the
  * one the transaction made: created (file, dir, symlink), deleted, modified,
  * attributes changed; a rename is replayed as a rename.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
 #include "fs.h"
+#include "replay.h"
 
-enum step_kind { CREATE_FILE, MKDIR, SYMLINK, MODIFY, ATTRIB, UNLINK, RMDIR, RENAME };
+#define CREATE_FILE REPLAY_CREATE_FILE
+#define MKDIR REPLAY_MKDIR
+#define SYMLINK REPLAY_SYMLINK
+#define MODIFY REPLAY_MODIFY
+#define ATTRIB REPLAY_ATTRIB
+#define UNLINK REPLAY_UNLINK
+#define RMDIR REPLAY_RMDIR
+#define RENAME REPLAY_RENAME
 
 struct step {
-	enum step_kind kind;
+	enum replay_kind kind;
 	char *key, *key2; /* RENAME destination; SYMLINK target */
 	unsigned flags;   /* RENAME flags */
 	uint64_t size;
@@ -46,7 +51,7 @@ struct replay {
 	size_t n, cap;
 };
 
-static void add(struct replay *r, enum step_kind kind, const char *key, const char *key2,
+static void add(struct replay *r, enum replay_kind kind, const char *key, const char *key2,
 		unsigned flags, const struct store_kv *kv)
 {
 	struct step *s;
@@ -76,9 +81,7 @@ static void add(struct replay *r, enum step_kind kind, const char *key, const ch
 		free(s->key);
 }
 
-/* Drops the dentry of key and, if the key exists now, its inode's caches.
- * Runs on the loop thread: it reads the store without a lock. */
-static void forget_key(struct fs *fs, const char *key)
+void fs_forget_key(struct fs *fs, const char *key)
 {
 	struct store *s = server_store(fs->srv);
 	const char *slash = strrchr(key, '/');
@@ -178,7 +181,7 @@ static int lease_deleted(void *arg, const struct store_event *ev)
 	struct replay *r = arg;
 
 	if (ev->type == STORE_EVENT_DELETE) {
-		forget_key(r->fs, ev->kv->key);
+		fs_forget_key(r->fs, ev->kv->key);
 		diff_key(r, ev->kv->key);
 	}
 	return 0;
@@ -221,48 +224,22 @@ static void replay_free(struct replay *r)
 
 /* ---- On the invalidation thread ----------------------------------------- */
 
-static void path_of(const struct fs *fs, const char *key, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s%s", fs->mount_abs, key);
-}
-
 static void run_step(struct fs *fs, const struct step *s)
 {
 	char p[PATH_MAX + STORE_KEY_MAX], q[PATH_MAX + STORE_KEY_MAX];
-	int fd = -1, rv = 0;
+	struct replay_step rs = {.kind = s->kind, .path = p, .path2 = s->key2,
+				 .flags = s->flags, .mode = s->mode, .size = s->size};
+	int rv;
 
-	path_of(fs, s->key, p, sizeof(p));
-	switch (s->kind) {
-	case CREATE_FILE:
-	case MODIFY:
-		fd = open(p, O_WRONLY | O_CLOEXEC | (s->kind == CREATE_FILE ? O_CREAT | O_EXCL : 0),
-			  s->mode & 07777);
-		rv = fd < 0 || ftruncate(fd, (off_t)s->size) != 0; /* IN_MODIFY */
-		if (fd >= 0)
-			close(fd); /* IN_CLOSE_WRITE */
-		break;
-	case MKDIR:
-		rv = mkdir(p, s->mode & 07777);
-		break;
-	case SYMLINK:
-		rv = symlink(s->key2, p);
-		break;
-	case ATTRIB:
-		rv = chmod(p, s->mode & 07777);
-		break;
-	case UNLINK:
-		rv = unlink(p);
-		break;
-	case RMDIR:
-		rv = rmdir(p);
-		break;
-	case RENAME:
-		path_of(fs, s->key2, q, sizeof(q));
-		rv = (int)syscall(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, s->flags);
-		break;
+	snprintf(p, sizeof(p), "%s%s", fs->mount_abs, s->key);
+	if (s->kind == RENAME) {
+		snprintf(q, sizeof(q), "%s%s", fs->mount_abs, s->key2);
+		rs.path2 = q;
 	}
+	rv = replayer_run(fs->replayer, &rs);
 	if (rv)
-		LOG_DEBUG("replay of a remote change to %s for inotify: %s", s->key, strerror(errno));
+		LOG_DEBUG("replay of a remote change to %s for inotify: %s", s->key,
+			  rv < 0 && rv > -4096 ? strerror(-rv) : qfs_strerror(rv));
 }
 
 static void run(void *arg)
@@ -282,7 +259,7 @@ int fs_lookup_before(struct fs *fs, const char *key, uint64_t before, struct sto
 
 bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before)
 {
-	if (!fs->inval || fuse_req_ctx(req)->pid != inval_tid(fs->inval))
+	if (!fs->replayer || fuse_req_ctx(req)->pid != replayer_pid(fs->replayer))
 		return false;
 	*before = __atomic_load_n(&fs->replay_before, __ATOMIC_ACQUIRE);
 	return true;
@@ -304,9 +281,9 @@ void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct 
 	n = res->succeeded ? e->txn.nthen : e->txn.nelse;
 	for (size_t i = 0; i < n; i++) {
 		if (ops[i].key)
-			forget_key(fs, ops[i].key);
+			fs_forget_key(fs, ops[i].key);
 		if (ops[i].dst)
-			forget_key(fs, ops[i].dst);
+			fs_forget_key(fs, ops[i].dst);
 	}
 	r = calloc(1, sizeof(*r));
 	if (r && res->revision > 0) {

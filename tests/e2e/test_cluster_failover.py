@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cluster import ETIMEDOUT, KILL9_STUCK_BUG, cluster, timed_write  # noqa: F401 (fixture)
+from cluster import ETIMEDOUT, cluster, timed_write  # noqa: F401 (fixture)
 from qfs import errname, lazy_unmount, read_file, wait_until, write_file
 
 SNAPSHOT_INSTALLED = "installed the leader's snapshot"
@@ -248,7 +248,6 @@ def test_concurrent_writers_with_leader_kill(cluster):
           f"time from kill to the end: {time.monotonic() - t_kill:.1f} s")
 
 
-@pytest.mark.xfail(strict=True, reason=KILL9_STUCK_BUG)
 def test_kill9_during_remote_writes_the_daemon_exits(cluster):
     """kill -9 of a member while another member writes: the process is gone
     within 5 s every time (8 rounds; the member is restarted in between)."""
