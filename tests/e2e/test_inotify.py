@@ -388,7 +388,8 @@ def test_learner_sees_changes_from_everywhere_and_its_own_once(cluster):
     c = cluster.start()
     c.m("n1").sh("mkdir d e")
     j = c.join("n4", 4, via="n2")
-    assert c.status("n4")["role"] == "learner", c.status("n4")
+    # the mount may be up before the learner has applied its own admission
+    assert wait_until(lambda: c.role("n4") == "learner", 10), c.status("n4")
     c.converge()
     with Watchers(c, ["n4", "n3"]) as ws:
         run_steps(ws, main_steps(c.m("n1"), j), UNORDERED)

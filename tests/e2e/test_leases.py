@@ -91,8 +91,9 @@ def test_expiry_deletes_on_every_member_at_one_revision_seen_by_inotify(cluster)
         t0, t1, lid = grant(n1.p("svc/a"), ttl)
         os.setxattr(n2.p("svc/b"), LEASE_X, lid.encode())
         os.setxattr(n3.p("svc/detached"), LEASE_X, lid.encode())
-        assert lease_of(n1.p("svc/detached")) == lid
+        assert lease_of(n3.p("svc/detached")) == lid
         os.removexattr(n3.p("svc/detached"), LEASE_X)
+        c.converge()  # xattrs are read from the local replica (only open() waits for a read point)
         for n in NAMES:
             m = c.m(n)
             assert wait_until(lambda m=m: lid in leases(m), 3), (n, leases(m))
@@ -218,8 +219,12 @@ def test_ttl_values_minimum_and_errors(cluster):
     assert errno_of(os.getxattr, n1.p("f"), LEASE_X) == errno.ENODATA
     assert errno_of(os.setxattr, n1.p("f"), LEASE_X, b"not-hex") == errno.EINVAL
     # The minimum itself is accepted, through a follower too.
-    lid = grant(n3.p("f"), "0.75")[2]
-    assert lid and lease_json(n1, lid)["ttl"] == 0.75
+    t0, t1, lid = grant(n3.p("f"), "0.75")
+    try:
+        j = lease_json(n1, lid)
+        assert j["ttl"] == 0.75 and j["keys"] == ["/f"], j
+    except FileNotFoundError:  # a slow machine: already expired
+        assert time.monotonic() - t0 >= 0.75 - 0.5, "the 0.75 s lease vanished at once"
     assert wait_until(lambda: gone_everywhere(c, NAMES, ["f"]), 4), "0.75 s lease did not expire"
     assert read_file(n1.p("g")) == b"w\n"
 
@@ -230,6 +235,7 @@ def test_ttl_counts_down_and_lease_json(cluster):
     n1.sh("echo v > f")
     ttl = 4
     t0, t1, lid = grant(n1.p("f"), ttl)
+    c.converge()  # n3 serves xattrs from what it has applied
     seen = []
     while time.monotonic() - t0 < 2.6:
         before = time.monotonic()
@@ -247,8 +253,9 @@ def test_ttl_counts_down_and_lease_json(cluster):
         time.sleep(0.1)
     vals = [v["n1"] for _, v, _ in seen]
     assert vals == sorted(vals, reverse=True), f"ttl went up without a renewal: {seen}"
-    assert vals[0] == ttl and vals[-1] <= 2, seen
+    assert vals[0] >= ttl - 1 and vals[-1] <= 2, seen
     os.utime(n1.p("f"))
+    c.converge()
     assert ttl_of(n3.p("f")) == ttl, "touch did not renew"
     assert lease_json(n1, lid)["remaining"] == ttl
 
@@ -329,6 +336,7 @@ def test_lease_follows_rename_and_a_leased_directory_goes_whole(cluster):
         lf = grant(n1.p("moved"), 2)[2]
         ld = grant(n2.p("tree"), 3)[2]
         os.rename(n1.p("moved"), n1.p("renamed"))
+        c.converge()
         assert lease_of(n3.p("renamed")) == lf
         assert lease_json(n3, lf)["keys"] == ["/renamed"]
         assert lease_json(n3, ld)["keys"] == ["/tree"]
@@ -406,13 +414,15 @@ def test_learner_grants_sees_expiry_and_a_member_down_catches_up(cluster):
     c = cluster.start()
     c.m("n1").sh("mkdir svc")
     j = c.join("n4", 4, via="n1")
+    assert wait_until(lambda: c.role("n4") == "learner", 10), c.status("n4")
+    c.converge()
     j.sh("echo host4 > svc/n4")
     c.converge()
     c.stop("n3")
     w = Watcher(j.mnt, ("delete",))
     try:
         t0, t1, lid = grant(j.p("svc/n4"), 1.5)
-        assert lease_json(c.m("n1"), lid)["keys"] == ["/svc/n4"]
+        assert lease_json(j, lid)["keys"] == ["/svc/n4"]
         assert wait_until(lambda: gone_everywhere(c, ["n1", "n2", "n4"], ["svc/n4"]), 1.5 + 3), \
             "the learner's lease did not expire"
         t = time.monotonic()
