@@ -57,6 +57,10 @@ struct fs {
 	struct replayer *replayer; /* replay.h */
 	char mount_abs[PATH_MAX];
 	uint64_t replay_before; /* atomic: the revision a replay answers lookups from */
+	/* Keys a replay's lookups resolved, by node id: a directory deleted by the
+	 * replayed change has no key now, but its children are replayed under it. */
+	pthread_mutex_t replay_mu;
+	struct replay_name *replay_names;
 };
 
 /* What a node id stands for, resolved with the key copied out. */
@@ -214,6 +218,9 @@ void fs_remote_applied(void *arg, const uint8_t *entry, size_t len,
 /* Drops the kernel's dentry of key and, if the key exists now, its inode's
  * caches (queued on the invalidation thread). Loop thread. */
 void fs_forget_key(struct fs *fs, const char *key);
+/* During a replay: remember / find the key a replay lookup gave node id. */
+void fs_replay_note(struct fs *fs, uint64_t nodeid, const char *key);
+int fs_replay_key(struct fs *fs, uint64_t nodeid, char *key, size_t cap);
 /* True when req comes from the replay of a change already applied; *before
  * is the revision to answer lookups from. Such requests change nothing. */
 bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before);

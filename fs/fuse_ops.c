@@ -117,11 +117,13 @@ int fs_resolve(struct fs *fs, uint64_t nodeid, struct target *t)
 		}
 		nodeid = pi.ino; /* committed since: it is a key now */
 	}
-	rv = store_get_ino(server_store(fs->srv), nodeid, &kv);
-	if (rv)
-		return rv;
 	t->kind = T_STORE;
 	t->ino = nodeid;
+	rv = store_get_ino(server_store(fs->srv), nodeid, &kv);
+	if (rv == QFS_ENOENT) /* gone now, but a replay may be walking under it */
+		return fs_replay_key(fs, nodeid, t->key, sizeof(t->key));
+	if (rv)
+		return rv;
 	snprintf(t->key, sizeof(t->key), "%s", kv.key);
 	return 0;
 }
@@ -191,6 +193,7 @@ static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, uint64
 	} else if (rv == 0 && before != NOT_REPLAY) {
 		rv = fs_lookup_before(fs, key, before, &kv);
 		if (rv == 0) {
+			fs_replay_note(fs, kv.ino, key);
 			e->ino = kv.ino;
 			fs_kv_stat(fs, &kv, kv.ino, false, &e->attr);
 			e->attr_timeout = e->entry_timeout = 0; /* the state after comes next */
@@ -513,11 +516,35 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- Attributes ---------------------------------------------------------- */
 
+/* A replay walks paths that may be gone now (a deleted subtree): the
+ * kernel's permission checks on them get the attributes as they were. */
+static int replay_stat(struct fs *fs, uint64_t ino, uint64_t before, struct stat *st)
+{
+	struct store_kv kv;
+	struct target t;
+	int rv;
+
+	server_rdlock(fs->srv);
+	rv = fs_resolve(fs, ino, &t);
+	if (rv == 0 && t.kind == T_STORE) {
+		rv = fs_lookup_before(fs, t.key, before, &kv);
+		if (rv == QFS_ENOENT)
+			rv = store_get(server_store(fs->srv), t.key, 0, &kv);
+		if (rv == 0)
+			fs_kv_stat(fs, &kv, ino, false, st);
+	}
+	server_unlock(fs->srv);
+	return rv == 0 && t.kind != T_STORE ? node_stat(fs, ino, NULL, st) : rv;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	struct stat st;
-	int rv = node_stat(fs, ino, fi ? (struct handle *)fi->fh : NULL, &st);
+	uint64_t before;
+	int rv = fs_replaying(fs, req, &before)
+			 ? replay_stat(fs, ino, before, &st)
+			 : node_stat(fs, ino, fi ? (struct handle *)fi->fh : NULL, &st);
 
 	if (rv)
 		fs_reply_qfs_err(req, rv);

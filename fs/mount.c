@@ -93,6 +93,7 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 	int rv;
 
 	memset(fs, 0, sizeof(*fs));
+	pthread_mutex_init(&fs->replay_mu, NULL);
 	fs->srv = srv;
 	fs->cfg = cfg;
 	if ((rv = nodes_create(&fs->nodes)))

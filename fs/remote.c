@@ -49,7 +49,77 @@ struct replay {
 	uint64_t before; /* the revision before the change */
 	struct step *steps;
 	size_t n, cap;
+	bool lease_deletes_done; /* a revision's lease deletions are walked once */
+	struct replay_name *names; /* deleted keys' node ids, installed while it runs */
 };
+
+struct replay_name {
+	uint64_t nodeid;
+	char *key;
+	struct replay_name *next;
+};
+
+static struct replay_name *name_new(uint64_t nodeid, const char *key)
+{
+	struct replay_name *n = malloc(sizeof(*n));
+
+	if (n && !(n->key = strdup(key))) {
+		free(n);
+		n = NULL;
+	}
+	if (n)
+		n->nodeid = nodeid;
+	return n;
+}
+
+void fs_replay_note(struct fs *fs, uint64_t nodeid, const char *key)
+{
+	struct replay_name *n = name_new(nodeid, key);
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&fs->replay_mu);
+	n->next = fs->replay_names;
+	fs->replay_names = n;
+	pthread_mutex_unlock(&fs->replay_mu);
+}
+
+int fs_replay_key(struct fs *fs, uint64_t nodeid, char *key, size_t cap)
+{
+	int rv = QFS_ENOENT;
+
+	pthread_mutex_lock(&fs->replay_mu);
+	for (struct replay_name *n = fs->replay_names; n && rv; n = n->next) {
+		if (n->nodeid == nodeid) {
+			snprintf(key, cap, "%s", n->key);
+			rv = 0;
+		}
+	}
+	pthread_mutex_unlock(&fs->replay_mu);
+	return rv;
+}
+
+static void names_free(struct replay_name *n)
+{
+	while (n) {
+		struct replay_name *next = n->next;
+
+		free(n->key);
+		free(n);
+		n = next;
+	}
+}
+
+static void replay_names_clear(struct fs *fs)
+{
+	struct replay_name *n;
+
+	pthread_mutex_lock(&fs->replay_mu);
+	n = fs->replay_names;
+	fs->replay_names = NULL;
+	pthread_mutex_unlock(&fs->replay_mu);
+	names_free(n);
+}
 
 static void add(struct replay *r, enum replay_kind kind, const char *key, const char *key2,
 		unsigned flags, const struct store_kv *kv)
@@ -125,8 +195,13 @@ static void created_parents(struct replay *r, const char *key)
 static int collect_delete(void *arg, const struct store_kv *kv)
 {
 	struct replay *r = arg;
+	struct replay_name *n = name_new(kv->ino, kv->key);
 
 	add(r, kv->type == STORE_DIR ? RMDIR : UNLINK, kv->key, NULL, 0, kv);
+	if (n) { /* the kernel may reach it by a cached dentry, by node id */
+		n->next = r->names;
+		r->names = n;
+	}
 	return 0;
 }
 
@@ -193,8 +268,10 @@ static void replay_op(struct replay *r, const struct store_op *ops, size_t i)
 	struct store_kv kv;
 
 	if (op->type == STORE_OP_LEASE_REVOKE || op->type == STORE_OP_LEASE_EXPIRE) {
-		store_events(server_store(r->fs->srv), r->before + 1, r->before + 1, "/",
-			     lease_deleted, r);
+		if (!r->lease_deletes_done)
+			store_events(server_store(r->fs->srv), r->before + 1, r->before + 1, "/",
+				     lease_deleted, r);
+		r->lease_deletes_done = true;
 	} else if (!op->key) {
 		return; /* grant, renew: no key changes */
 	} else if (op->type == STORE_OP_RENAME) {
@@ -216,6 +293,7 @@ static void step_free(struct step *s)
 
 static void replay_free(struct replay *r)
 {
+	names_free(r->names);
 	for (size_t i = 0; i < r->n; i++)
 		step_free(&r->steps[i]);
 	free(r->steps);
@@ -247,8 +325,13 @@ static void run(void *arg)
 	struct replay *r = arg;
 
 	__atomic_store_n(&r->fs->replay_before, r->before, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&r->fs->replay_mu);
+	r->fs->replay_names = r->names; /* cleared (and freed) after the steps */
+	r->names = NULL;
+	pthread_mutex_unlock(&r->fs->replay_mu);
 	for (size_t i = 0; i < r->n; i++)
 		run_step(r->fs, &r->steps[i]);
+	replay_names_clear(r->fs);
 	replay_free(r);
 }
 

@@ -450,10 +450,6 @@ def test_cli_put_and_del_show_up_on_every_mount(cluster):
         assert not os.path.exists(c.m(n).p("cli/k"))
 
 
-@pytest.mark.xfail(strict=True, reason="daemon bug: the replay of a recursive delete (fs/remote.c "
-                   "diff_key, store_range bottom-up) fails with ENOENT for every entry below the "
-                   "directory (debug log: 'replay of a remote change to /tree/g for inotify: No "
-                   "such file or directory'), so only the directory's own events are reported")
 def test_cli_del_prefix_reports_every_entry(cluster):
     """`quorumfs del DIR --prefix` deletes a subtree in one revision; every
     mount reports each entry's deletion once, children before their

@@ -358,11 +358,6 @@ def test_lease_follows_rename_and_a_leased_directory_goes_whole(cluster):
     c.assert_same()
 
 
-@pytest.mark.xfail(strict=True, reason="daemon bug: the replay of a recursive delete (fs/remote.c "
-                   "diff_key, store_range bottom-up) fails with ENOENT for every entry below the "
-                   "directory (debug log: 'replay of a remote change to /tree/g for inotify: No such "
-                   "file or directory'), so only the directory's own DELETE_SELF and DELETE,ISDIR "
-                   "are reported")
 def test_leased_directory_expiry_reports_every_entry(cluster):
     """When a leased directory expires, watchers on other members hear of
     every entry in it, children before their directory, as `rm -r` gives."""
@@ -380,9 +375,6 @@ def test_leased_directory_expiry_reports_every_entry(cluster):
             < got.index(("DELETE,ISDIR", "tree")), got
 
 
-@pytest.mark.xfail(strict=True, reason="daemon bug: fs/remote.c replay_op walks all DELETE events "
-                   "of the revision once per STORE_OP_LEASE_EXPIRE/REVOKE op, so a revision that "
-                   "expires N leases replays (and reports) every deleted key N times")
 def test_leases_expiring_in_one_revision_reported_once(cluster):
     """Four keys on four leases of the same TTL, granted within milliseconds:
     the keeper expires (some of) them in one revision; every member still
