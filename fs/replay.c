@@ -20,6 +20,7 @@
 #include "../common/codec.h"
 #include "../common/errors.h"
 #include "../common/log.h"
+#include "../store/fileio.h"
 #include "replay.h"
 
 #define PATH_BYTES_MAX 8192
@@ -81,21 +82,6 @@ static void put_path(struct qbuf *b, const char *p)
 	qbuf_put(b, p, n);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 int replayer_run(struct replayer *rp, const struct replay_step *s)
 {
 	struct pollfd pfd = {.fd = rp->from, .events = POLLIN};
@@ -113,7 +99,7 @@ int replayer_run(struct replayer *rp, const struct replay_step *s)
 	qbuf_put_u64(&b, s->size);
 	put_path(&b, s->path);
 	put_path(&b, s->path2);
-	if (qbuf_error(&b) || write_all(rp->to, b.data, b.len) != 0)
+	if (qbuf_error(&b) || fileio_write_all(rp->to, b.data, b.len) != 0)
 		rv = QFS_EIO;
 	qbuf_close(&b);
 	while (rv == 0 && got < sizeof(ans)) {

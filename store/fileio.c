@@ -65,3 +65,22 @@ void fileio_set_err(char *errmsg, size_t errlen, const char *fmt, ...)
 	vsnprintf(errmsg, errlen, fmt, ap);
 	va_end(ap);
 }
+
+int fileio_parse_hex16(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 16; i++) {
+		int d;
+
+		if (s[i] >= '0' && s[i] <= '9')
+			d = s[i] - '0';
+		else if (s[i] >= 'a' && s[i] <= 'f')
+			d = s[i] - 'a' + 10;
+		else
+			return 0;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return 1;
+}

@@ -15,6 +15,10 @@ int fileio_write_all(int fd, const uint8_t *p, size_t n);
  * 0, or -1 with errno. */
 int fileio_fsync_dir(const char *path);
 
+/* Parses exactly 16 lowercase hex digits (file names carry indexes so).
+ * 1 on success, 0 otherwise. */
+int fileio_parse_hex16(const char *s, uint64_t *out);
+
 /* "a/b" in a new allocation (caller frees), or NULL. */
 char *fileio_path_join(const char *a, const char *b);
 

@@ -36,30 +36,11 @@ struct snapname {
 	char name[NAME_LEN + 1];
 };
 
-static int parse_hex16(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 16; i++) {
-		int d;
-
-		if (s[i] >= '0' && s[i] <= '9')
-			d = s[i] - '0';
-		else if (s[i] >= 'a' && s[i] <= 'f')
-			d = s[i] - 'a' + 10;
-		else
-			return 0;
-		v = v << 4 | (uint64_t)d;
-	}
-	*out = v;
-	return 1;
-}
-
 static int parse_name(const char *s, struct snapname *sn)
 {
 	if (strlen(s) != NAME_LEN || s[16] != '-' || strcmp(s + 33, ".snap") != 0)
 		return 0;
-	if (!parse_hex16(s, &sn->index) || !parse_hex16(s + 17, &sn->term))
+	if (!fileio_parse_hex16(s, &sn->index) || !fileio_parse_hex16(s + 17, &sn->term))
 		return 0;
 	memcpy(sn->name, s, NAME_LEN + 1);
 	return 1;

@@ -87,23 +87,9 @@ static char *segment_path(const char *dir, uint64_t name)
 
 static int parse_segment_name(const char *s, uint64_t *name)
 {
-	uint64_t v = 0;
-
 	if (strlen(s) != SEGMENT_NAME_LEN || strcmp(s + 16, ".wal") != 0)
 		return 0;
-	for (int i = 0; i < 16; i++) {
-		int d;
-
-		if (s[i] >= '0' && s[i] <= '9')
-			d = s[i] - '0';
-		else if (s[i] >= 'a' && s[i] <= 'f')
-			d = s[i] - 'a' + 10;
-		else
-			return 0;
-		v = v << 4 | (uint64_t)d;
-	}
-	*name = v;
-	return 1;
+	return fileio_parse_hex16(s, name);
 }
 
 /* Makes file bytes [off, off + n) available at *p; off + n <= size. */
