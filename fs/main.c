@@ -61,8 +61,9 @@ static int cmd_serve(int argc, char **argv)
 			goto out;
 		mounted = true;
 	}
-	LOG_INFO("serving as a single member, data dir %s%s%s", cfg.data_dir,
-		 cfg.mount ? ", mounted at " : "", cfg.mount ? cfg.mount : "");
+	LOG_INFO("serving %s, data dir %s%s%s",
+		 cfg.initial_cluster || cfg.join ? "as a cluster member" : "a single-member cluster",
+		 cfg.data_dir, cfg.mount ? ", mounted at " : "", cfg.mount ? cfg.mount : "");
 	rv = server_run(srv);
 	client_port_close(port);
 	port = NULL;

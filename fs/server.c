@@ -656,10 +656,12 @@ static void process_ready(struct server *srv)
 					w->read_index = rd.reads[i].index ? rd.reads[i].index : 1;
 			}
 		}
-		if (rd.soft_changed && rd.leader != srv->view.leader)
+		if (rd.soft_changed && rd.leader != srv->view.leader && rd.leader)
 			LOG_INFO("leader is now %llx (term %llu)%s", (unsigned long long)rd.leader,
 				 (unsigned long long)rd.term,
 				 rd.leader == srv->member_id ? ": this member" : "");
+		else if (rd.soft_changed && rd.leader != srv->view.leader)
+			LOG_INFO("no leader (term %llu): electing one", (unsigned long long)rd.term);
 		new_leader = rd.soft_changed && rd.leader && rd.leader != srv->view.leader;
 		if (rd.soft_changed)
 			srv->leader_since = rd.role == RAFT_LEADER
