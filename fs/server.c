@@ -589,6 +589,7 @@ out:
 
 static void try_proposal(struct server *srv, struct work *w);
 static void try_read(struct server *srv, struct work *w);
+static void feed_clock(struct server *srv);
 
 static void notify_listeners(struct server *srv)
 {
@@ -724,6 +725,7 @@ static void on_frame(void *arg, uint64_t from, uint8_t type, const uint8_t *p, s
 		LOG_WARN("malformed Raft message from %llx dropped", (unsigned long long)from);
 		return;
 	}
+	feed_clock(srv);
 	if (m.from == from)
 		raft_step(srv->raft, &m);
 	raft_msg_free(&m);
@@ -742,8 +744,18 @@ static void on_peer_state(void *arg, uint64_t peer, enum transport_peer_state st
 
 /* ---- Requests on the loop ------------------------------------------------------ */
 
+/* The wall clock, as an input to the core before anything it may append. */
+static void feed_clock(struct server *srv)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	raft_set_clock(srv->raft, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
+
 static void try_proposal(struct server *srv, struct work *w)
 {
+	feed_clock(srv);
 	w->next_try = now_ms(srv) + srv->cfg->election_ms;
 	raft_propose(srv->raft, w->data, w->len); /* ENOTLEADER: retried on tick */
 }
@@ -1320,6 +1332,7 @@ static void raft_opts(struct server *srv, struct raft_options *o)
 	o->election_ticks = (unsigned)(srv->cfg->election_ms / srv->cfg->heartbeat_ms);
 	o->rand_seed = srv->member_id ^ (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
 	o->max_msg_bytes = srv->cfg->max_value_bytes + 4096;
+	o->stamp_offset = ENTRY_TIME_OFFSET; /* entry times (mtime, leases) are leader time */
 	o->snapshot_chunk = 1u << 20;
 }
 

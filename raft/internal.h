@@ -104,6 +104,7 @@ struct batch {
 struct raft {
 	struct raft_options o;
 	uint64_t id;
+	int64_t clock_ns; /* raft_set_clock, for stamp_offset */
 
 	/* Persistent state (§5, Figure 2) and volatile commit. */
 	uint64_t term, vote, commit;

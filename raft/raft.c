@@ -260,6 +260,11 @@ void raft_destroy(struct raft *r)
 	free(r);
 }
 
+void raft_set_clock(struct raft *r, int64_t now_ns)
+{
+	r->clock_ns = now_ns;
+}
+
 void raft_tick(struct raft *r)
 {
 	if (r->role == RAFT_LEADER)

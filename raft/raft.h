@@ -242,6 +242,11 @@ struct raft_options {
 	size_t max_inflight;	/* APPENDs in flight per follower */
 	size_t snapshot_chunk;	/* bytes per InstallSnapshot chunk */
 	size_t max_snapshot;	/* largest snapshot accepted from a leader */
+	/* > 0: the leader writes its clock (raft_set_clock) as a little-endian
+	 * u64 at this byte offset of every NORMAL entry it appends, its own
+	 * proposals and forwarded ones alike, so entry times are leader time.
+	 * Entries shorter than offset + 8 are left alone. 0: off. */
+	size_t stamp_offset;
 };
 
 /* Fills o with defaults (election 10, heartbeat 1, prevote and check_quorum
@@ -278,6 +283,9 @@ int raft_bootstrap(struct raft *r, const struct raft_members *members);
 /* Advances logical time by one tick: election timeouts, heartbeats,
  * CheckQuorum, transfer timeouts. */
 void raft_tick(struct raft *r);
+
+/* The caller's wall clock (ns), for stamp_offset: an input like any other. */
+void raft_set_clock(struct raft *r, int64_t now_ns);
 
 /* Handles one received message (borrowed; entry bytes are referenced or
  * copied). Returns 0 or QFS_EINVAL for a message that makes no sense (wrong

@@ -7,8 +7,10 @@
  * compacted away. Followers check log matching, truncate conflicts (never a
  * committed entry) and acknowledge only what they will have made durable.
  */
+#include <stdbool.h>
 #include <string.h>
 
+#include "../common/codec.h"
 #include "../common/errors.h"
 #include "internal.h"
 
@@ -19,15 +21,20 @@ int raft_append_local(struct raft *r, enum raft_entry_type type, const uint8_t *
 	    .index = raft_log_last_index(&r->log) + 1, .term = r->term, .type = type, .len = len};
 	int rc;
 
+	bool stamp = type == RAFT_ENTRY_NORMAL && r->o.stamp_offset &&
+		     len >= r->o.stamp_offset + 8;
+
 	/* Share the caller's buffer when the bytes live in it (a forwarded
-	 * proposal), copy otherwise. */
-	if (buf && len && data >= buf->data && data + len <= buf->data + buf->len)
+	 * proposal) and stay as they are, copy otherwise. */
+	if (!stamp && buf && len && data >= buf->data && data + len <= buf->data + buf->len)
 		e.buf = raft_buf_ref(buf);
 	else
 		e.buf = raft_buf_new(data, len);
 	if (!e.buf)
 		return QFS_ENOMEM;
 	e.data = !len ? NULL : e.buf == buf ? data : e.buf->data;
+	if (stamp) /* the leader's time: entry times are cluster time */
+		qfs_le64_put(e.buf->data + r->o.stamp_offset, (uint64_t)r->clock_ns);
 	rc = raft_log_append(&r->log, &e);
 	raft_buf_unref(e.buf);
 	if (rc)

@@ -602,6 +602,41 @@ static void test_forwarding(void **state)
 	net_free(u);
 }
 
+/* With stamp_offset, the leader writes its clock into every NORMAL entry it
+ * appends, forwarded ones too: entry times are the leader's. Entries too
+ * short to hold a stamp are left alone. */
+static void test_leader_stamps_entries(void **state)
+{
+	struct tnet *t = calloc(1, sizeof(*t));
+	struct raft_members m = {0};
+	struct raft_options o;
+
+	(void)state;
+	for (int i = 1; i <= 3; i++)
+		m.m[m.n++] = (struct raft_member){.id = (uint64_t)i, .voter = true};
+	for (int i = 1; i <= 3; i++) {
+		opts(&o, (uint64_t)i);
+		o.stamp_offset = 2;
+		add_node(t, (uint64_t)i, &o, NULL);
+		assert_int_equal(raft_bootstrap(t->n[i].r, &m), 0);
+		/* Every member's clock differs: byte value i everywhere. */
+		raft_set_clock(t->n[i].r, (int64_t)(0x0101010101010101ull * (uint64_t)i));
+	}
+	pump(t);
+	tick(t, 1, 20);
+	assert_int_equal(status(t, 1).role, RAFT_LEADER);
+	propose(t, 3, "ab--------cd"); /* forwarded from a follower */
+	for (uint64_t i = 1; i <= 3; i++)
+		assert_string_equal(t->n[i].last_data, "ab\1\1\1\1\1\1\1\1cd");
+	propose(t, 1, "xy--------z"); /* the leader's own */
+	for (uint64_t i = 1; i <= 3; i++)
+		assert_string_equal(t->n[i].last_data, "xy\1\1\1\1\1\1\1\1z");
+	propose(t, 2, "short");
+	for (uint64_t i = 1; i <= 3; i++)
+		assert_string_equal(t->n[i].last_data, "short");
+	net_free(t);
+}
+
 static void test_restart_reapplies(void **state)
 {
 	struct raft_members m = {1, {{1, true}}};
@@ -810,6 +845,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_election),
+	    cmocka_unit_test(test_leader_stamps_entries),
 	    cmocka_unit_test(test_prevote_keeps_term),
 	    cmocka_unit_test(test_check_quorum),
 	    cmocka_unit_test(test_leader_unreachable),
