@@ -71,24 +71,27 @@ def free_base():
 
 
 KILL9_STUCK_BUG = (
-    "daemon bug: after SIGKILL the daemon does not exit: one of its own threads "
-    "(the replay thread, tid pid+2) is blocked in a FUSE request (open, ftruncate, "
-    "flush at exit) on its own mount, which nobody will answer; the process stays a "
-    "zombie with a D-state thread and the mount is dead until the connection is "
-    "aborted through /sys/fs/fuse/connections/N/abort")
+    "a killed daemon did not exit (it once could, blocked on a request to its own "
+    "mount; fixed by replaying through a helper process): its FUSE connection was "
+    "aborted through /sys/fs/fuse/connections/N/abort so the test could clean up")
 FUSECTL = Path("/sys/fs/fuse/connections")
 
 
 def abort_fuse_connection(minor):
-    """Aborts FUSE connection `minor` (mounting fusectl if needed); True if done."""
+    """Aborts FUSE connection `minor` (mounting fusectl for it if needed, and
+    unmounting it again); True if done."""
+    mounted_here = False
     if not any(FUSECTL.iterdir()):
-        subprocess.run(["mount", "-t", "fusectl", "none", str(FUSECTL)],
-                       capture_output=True)
+        mounted_here = subprocess.run(["mount", "-t", "fusectl", "none", str(FUSECTL)],
+                                      capture_output=True).returncode == 0
     try:
         (FUSECTL / str(minor) / "abort").write_text("1")
         return True
     except OSError:
         return False
+    finally:
+        if mounted_here:
+            subprocess.run(["umount", str(FUSECTL)], capture_output=True)
 
 
 def nft(script, check=True):
