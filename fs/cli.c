@@ -660,23 +660,6 @@ static int parse_lease_id(const char *s, uint64_t *id)
 	return errno || *end || *id == 0 ? -1 : 0;
 }
 
-/* Milliseconds as seconds without trailing zeros ("1.5", "10"): a JSON
- * number too. */
-static const char *secs_str(int64_t ms, char *buf, size_t len)
-{
-	size_t n;
-
-	if (ms < 0)
-		ms = 0;
-	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
-	n = strlen(buf);
-	while (n > 0 && buf[n - 1] == '0')
-		buf[--n] = 0;
-	if (n > 0 && buf[n - 1] == '.')
-		buf[--n] = 0;
-	return buf;
-}
-
 /* The usage error for a bad lease id argument. */
 static int bad_lease_arg(const struct cli *c)
 {
@@ -689,7 +672,7 @@ static void lease_print(const struct cli *c, const char *verb, uint64_t id, int6
 {
 	char ttl[32];
 
-	secs_str(ttl_ms, ttl, sizeof(ttl));
+	client_proto_secs_str(ttl_ms, ttl, sizeof(ttl));
 	if (c->json)
 		printf("{\"id\": \"%" PRIx64 "\", \"ttl\": %s}\n", id, ttl);
 	else
@@ -738,7 +721,7 @@ static void lease_list_print(const struct cli *c, const struct client_lease *l, 
 	int64_t rem = (l->remaining_ms + 999) / 1000;
 	char ttl[32];
 
-	secs_str(l->ttl_ms, ttl, sizeof(ttl));
+	client_proto_secs_str(l->ttl_ms, ttl, sizeof(ttl));
 	if (!c->json) {
 		printf("%" PRIx64 " ttl=%s remaining=%" PRId64 " keys=%" PRIu64 "\n", l->id, ttl,
 		       rem, l->nkeys);
@@ -861,7 +844,7 @@ static int run_lease_keepalive(struct cli *c)
 			rv = fail(c,
 				  "no renewal for %s s, the lease's ttl: it has probably expired "
 				  "(last error: %s)",
-				  secs_str((int64_t)(client_now_ms() - last_ok), ttl, sizeof(ttl)),
+				  client_proto_secs_str((int64_t)(client_now_ms() - last_ok), ttl, sizeof(ttl)),
 				  err);
 			break;
 		}

@@ -167,6 +167,25 @@ static void op_free(struct op *op)
 	free(op);
 }
 
+static void respond_err(struct conn *c, uint8_t type, int status);
+
+/* A request in hand that waits for the server: holds a reference on its
+ * connection. NULL after answering ENOMEM. */
+static struct op *op_new(struct conn *c, const struct client_req *r)
+{
+	struct op *op = calloc(1, sizeof(*op));
+
+	if (!op) {
+		respond_err(c, r->type, QFS_ENOMEM);
+		return NULL;
+	}
+	op->c = c;
+	c->refs++;
+	op->type = r->type;
+	op->flags = r->flags;
+	return op;
+}
+
 /* ---- responses ---------------------------------------------------------------- */
 
 static void process(struct conn *c);
@@ -391,16 +410,11 @@ out:
 
 static void handle_member(struct conn *c, const struct client_req *r)
 {
-	struct op *op = calloc(1, sizeof(*op));
+	struct op *op = op_new(c, r);
 	enum server_member_op sop;
 
-	if (!op) {
-		respond_err(c, r->type, QFS_ENOMEM);
+	if (!op)
 		return;
-	}
-	op->c = c;
-	c->refs++;
-	op->type = r->type;
 	/* The decoder bounded the lengths to what these fields hold. */
 	snprintf(op->m.name, sizeof(op->m.name), "%s", r->name);
 	switch (r->type) {
@@ -523,17 +537,11 @@ out:
 
 static void handle_get(struct conn *c, const struct client_req *r)
 {
-	struct op *op = calloc(1, sizeof(*op));
+	struct op *op = op_new(c, r);
 	int rv;
 
-	if (!op) {
-		respond_err(c, r->type, QFS_ENOMEM);
+	if (!op)
 		return;
-	}
-	op->c = c;
-	c->refs++;
-	op->type = r->type;
-	op->flags = r->flags;
 	op->rev = r->rev;
 	op->key = strdup(r->key);
 	op->after = strdup(r->after);
@@ -608,14 +616,9 @@ static void handle_write(struct conn *c, const struct client_req *r)
 	}
 	e.txn.then_ops = &sop;
 	e.txn.nthen = 1;
-	op = calloc(1, sizeof(*op));
-	if (!op) {
-		respond_err(c, r->type, QFS_ENOMEM);
+	op = op_new(c, r);
+	if (!op)
 		return;
-	}
-	op->c = c;
-	c->refs++;
-	op->type = r->type;
 	/* server_propose encodes e before returning: r may go after this. */
 	rv = server_propose(c->port->srv, &e, on_write_done, op);
 	if (rv) {
@@ -626,11 +629,6 @@ static void handle_write(struct conn *c, const struct client_req *r)
 
 /* ---- leases --------------------------------------------------------------------- */
 
-/* Same mask as FS_LEASE_ID_MASK (fs/fs.h): the mount shows a lease as
- * /.quorumfs/leases/ID with the id inside a 64-bit node id, so ids the CLI
- * gets must fit there as well as the mount's own. */
-#define LEASE_ID_MASK ((1ull << 48) - 1)
-
 static int64_t wall_ns(void)
 {
 	struct timespec ts;
@@ -639,52 +637,23 @@ static int64_t wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* A new lease id: random, 48 bits, not 0. The same rule as new_lease_id()
- * in fs/lease.c, which grants through the mount. A collision is QFS_EEXIST
- * from the store, never a shared lease. */
-static uint64_t lease_id_new(void)
-{
-	uint64_t id = 0;
-
-	while (id == 0) {
-		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
-			id = (uint64_t)wall_ns() * 0x9e3779b97f4a7c15ull;
-		id &= LEASE_ID_MASK;
-	}
-	return id;
-}
-
-/* Milliseconds as seconds without trailing zeros ("1.5", "10"). */
-static const char *secs_str(int64_t ms, char *buf, size_t len)
-{
-	size_t n;
-
-	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
-	n = strlen(buf);
-	while (n > 0 && buf[n - 1] == '0')
-		buf[--n] = 0;
-	if (n > 0 && buf[n - 1] == '.')
-		buf[--n] = 0;
-	return buf;
-}
-
 /* The ttl rule of SPEC 3.5, with the numbers in the refusal: a client
  * cannot know this member's election timeout. 0, or answered. */
 static int lease_ttl_check(struct conn *c, uint8_t type, int64_t ttl_ms)
 {
 	const struct config *cfg = server_config(c->port->srv);
-	int64_t min = (int64_t)cfg->election_ms * 3 / 2;
+	int64_t min = server_lease_min_ttl_ms(c->port->srv);
 	char msg[CLIENT_PROTO_MSG_MAX + 1], a[32], b[32];
 
 	if (ttl_ms > 0 && ttl_ms <= STORE_LEASE_TTL_MAX_MS && ttl_ms >= min)
 		return 0;
 	if (ttl_ms <= 0 || ttl_ms > STORE_LEASE_TTL_MAX_MS)
 		snprintf(msg, sizeof(msg), "a ttl is a number of seconds above 0 and at most %s",
-			 secs_str(STORE_LEASE_TTL_MAX_MS, a, sizeof(a)));
+			 client_proto_secs_str(STORE_LEASE_TTL_MAX_MS, a, sizeof(a)));
 	else
 		snprintf(msg, sizeof(msg),
 			 "ttl %s s is below the minimum of %s s (1.5 x --election-ms %" PRIu64 ")",
-			 secs_str(ttl_ms, a, sizeof(a)), secs_str(min, b, sizeof(b)),
+			 client_proto_secs_str(ttl_ms, a, sizeof(a)), client_proto_secs_str(min, b, sizeof(b)),
 			 (uint64_t)cfg->election_ms);
 	respond_err_msg(c, type, QFS_EINVAL, msg);
 	return QFS_EINVAL;
@@ -774,7 +743,7 @@ static void handle_lease(struct conn *c, const struct client_req *r)
 	case CLIENT_REQ_LEASE_GRANT:
 		if (lease_ttl_check(c, r->type, r->ttl_ms))
 			return;
-		id = lease_id_new();
+		id = server_lease_id_new();
 		sops[n++] = (struct store_op){
 		    .type = STORE_OP_LEASE_GRANT, .lease_id = id, .ttl_ms = r->ttl_ms};
 		break;
@@ -807,7 +776,7 @@ static void handle_lease(struct conn *c, const struct client_req *r)
 		if (r->ttl_ms) {
 			if (lease_ttl_check(c, r->type, r->ttl_ms))
 				return;
-			id = lease_id_new();
+			id = server_lease_id_new();
 			sops[n++] = (struct store_op){
 			    .type = STORE_OP_LEASE_GRANT, .lease_id = id, .ttl_ms = r->ttl_ms};
 		}
@@ -823,14 +792,9 @@ static void handle_lease(struct conn *c, const struct client_req *r)
 		    (struct store_op){.type = STORE_OP_LEASE_ATTACH, .key = r->key, .lease_id = id};
 		break;
 	}
-	op = calloc(1, sizeof(*op));
-	if (!op) {
-		respond_err(c, r->type, QFS_ENOMEM);
+	op = op_new(c, r);
+	if (!op)
 		return;
-	}
-	op->c = c;
-	c->refs++;
-	op->type = r->type;
 	op->lease_id = id;
 	op->ttl_ms = r->ttl_ms;
 	op->nops = n;
@@ -935,17 +899,11 @@ out:
 
 static void handle_lease_list(struct conn *c, const struct client_req *r)
 {
-	struct op *op = calloc(1, sizeof(*op));
+	struct op *op = op_new(c, r);
 	int rv;
 
-	if (!op) {
-		respond_err(c, r->type, QFS_ENOMEM);
+	if (!op)
 		return;
-	}
-	op->c = c;
-	c->refs++;
-	op->type = r->type;
-	op->flags = r->flags;
 	op->lease_id = r->lease_id;
 	/* Linearizable like GET: a lease granted or revoked anywhere before
 	 * the request is seen as such. */

@@ -4,6 +4,8 @@
  * header last, so a frame is written in one pass. Decoders read a whole
  * payload through a qreader and check once at the end.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -390,19 +392,27 @@ size_t client_proto_kv_size(const struct client_kv *kv)
 	return 4 + strlen(kv->key) + 1 + 1 + 4 + 3 * 8 + 4 + kv->value_len;
 }
 
-void client_proto_get_add(struct client_get_enc *g, const struct client_kv *kv)
+/* One kv as GET and WATCH carry it; read_kv() is the reverse. */
+static int put_kv(struct qbuf *b, const struct client_kv *kv)
 {
-	struct qbuf *b = g->b;
+	int rv = put_str(b, kv->key, CLIENT_PROTO_KEY_MAX);
 
-	if (g->err)
-		return;
-	g->err = put_str(b, kv->key, CLIENT_PROTO_KEY_MAX);
 	qbuf_put_u8(b, kv->type);
 	qbuf_put_u32(b, kv->mode);
 	qbuf_put_u64(b, kv->create_rev);
 	qbuf_put_u64(b, kv->mod_rev);
 	qbuf_put_u64(b, kv->version);
 	qbuf_put_bytes(b, kv->value_len ? (const void *)kv->value : "", kv->value_len);
+	return rv;
+}
+
+void client_proto_get_add(struct client_get_enc *g, const struct client_kv *kv)
+{
+	struct qbuf *b = g->b;
+
+	if (g->err)
+		return;
+	g->err = put_kv(b, kv);
 	g->n++;
 }
 
@@ -451,13 +461,7 @@ void client_proto_watch_add(struct client_watch_enc *w, const struct client_even
 	}
 	qbuf_put_u8(b, ev->type);
 	qbuf_put_u64(b, ev->revision);
-	w->err = put_str(b, kv->key, CLIENT_PROTO_KEY_MAX);
-	qbuf_put_u8(b, kv->type);
-	qbuf_put_u32(b, kv->mode);
-	qbuf_put_u64(b, kv->create_rev);
-	qbuf_put_u64(b, kv->mod_rev);
-	qbuf_put_u64(b, kv->version);
-	qbuf_put_bytes(b, kv->value_len ? (const void *)kv->value : "", kv->value_len);
+	w->err = put_kv(b, kv);
 	w->n++;
 }
 
@@ -789,4 +793,19 @@ void client_proto_resp_free(struct client_resp *r)
 	r->leases = NULL;
 	r->keys_ = NULL;
 	r->nmembers = r->nkvs = r->nevents = r->nleases = 0;
+}
+
+const char *client_proto_secs_str(int64_t ms, char *buf, size_t len)
+{
+	size_t n;
+
+	if (ms < 0)
+		ms = 0;
+	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = 0;
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = 0;
+	return buf;
 }

@@ -321,4 +321,8 @@ int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload,
 			     struct client_resp *out);
 void client_proto_resp_free(struct client_resp *r);
 
+/* Milliseconds as seconds without trailing zeros ("1.5", "10"; a JSON number
+ * too; negative as 0), into buf. Returns buf. */
+const char *client_proto_secs_str(int64_t ms, char *buf, size_t len);
+
 #endif

@@ -38,7 +38,7 @@
 #define NODE_CTL_LEASES 6
 #define NODE_CTL_MAX 0xffff
 #define NODE_LEASE_BIT (1ull << 61)
-#define FS_LEASE_ID_MASK ((1ull << 48) - 1) /* lease ids the mount hands out */
+#define FS_LEASE_ID_MASK SERVER_LEASE_ID_MASK
 #define NODE_REV_BIT (1ull << 62)
 #define NODE_PENDING_BIT (1ull << 63)
 #define CTL_NAME ".quorumfs"

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "../common/errors.h"
@@ -63,25 +62,12 @@ bool fs_lease_xattr(const char *name)
 	return strcmp(name, XATTR_TTL) == 0 || strcmp(name, XATTR_LEASE) == 0;
 }
 
-/* A new lease id: random, 48 bits (it is also part of a node id), not 0. */
-static uint64_t new_lease_id(void)
-{
-	uint64_t id = 0;
-
-	while (id == 0) {
-		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
-			id = (uint64_t)now_ns() * 0x9e3779b97f4a7c15ull;
-		id &= FS_LEASE_ID_MASK;
-	}
-	return id;
-}
-
 /* Parses a ttl in seconds ("10", "2.5") into ms, checking the minimum. */
 static int parse_ttl(struct fs *fs, const char *value, size_t len, int64_t *ms)
 {
 	char buf[32], *end;
 	double sec;
-	int64_t min = (int64_t)fs->cfg->election_ms * 3 / 2;
+	int64_t min = server_lease_min_ttl_ms(fs->srv);
 
 	if (len == 0 || len >= sizeof(buf))
 		return QFS_EINVAL;
@@ -134,7 +120,7 @@ int fs_lease_xattr_set(struct fs *fs, const char *key, const char *name, const c
 	    l.ttl_ms == ttl) {
 		ops[(*n)++] = (struct store_op){.type = STORE_OP_LEASE_RENEW, .lease_id = kv.lease};
 	} else if (rv == 0 || rv == QFS_ENOENT) {
-		uint64_t id = new_lease_id();
+		uint64_t id = server_lease_id_new();
 
 		ops[(*n)++] =
 		    (struct store_op){.type = STORE_OP_LEASE_GRANT, .lease_id = id, .ttl_ms = ttl};

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1634,6 +1635,23 @@ size_t server_members(struct server *srv, struct server_member *out, size_t max)
 	pthread_mutex_unlock(&srv->mu);
 	qsort(out, n, sizeof(*out), by_name);
 	return n;
+}
+
+uint64_t server_lease_id_new(void)
+{
+	uint64_t id = 0;
+
+	while (id == 0) {
+		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+			id = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+		id &= SERVER_LEASE_ID_MASK;
+	}
+	return id;
+}
+
+int64_t server_lease_min_ttl_ms(const struct server *srv)
+{
+	return (int64_t)srv->cfg->election_ms * 3 / 2;
 }
 
 bool server_reads_local(struct server *srv)

@@ -152,6 +152,14 @@ typedef void (*server_revision_cb)(void *arg, uint64_t revision);
 int server_add_revision_listener(struct server *srv, server_revision_cb cb, void *arg);
 void server_remove_revision_listener(struct server *srv, server_revision_cb cb, void *arg);
 
+/* Lease ids this daemon hands out (mount and client port alike): random,
+ * non-zero, within SERVER_LEASE_ID_MASK so /.quorumfs/leases/ID fits a node
+ * id. A collision is QFS_EEXIST from the store, never a shared lease. */
+#define SERVER_LEASE_ID_MASK ((1ull << 48) - 1)
+uint64_t server_lease_id_new(void);
+/* The shortest ttl a lease may have: 1.5 x --election-ms (SPEC 3.5). */
+int64_t server_lease_min_ttl_ms(const struct server *srv);
+
 /* The loop, for the client port's handles. */
 uv_loop_t *server_loop(struct server *srv);
 
