@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Lease expiry accuracy (SPEC §3.5): on a three-member quorumfs cluster on
-loopback (the one of watch_latency.py), SAMPLES times: write a fresh file
+loopback (contrib/bench/benchcluster.py), SAMPLES times: write a fresh file
 through n1, grant it a lease of TTL seconds (`setxattr user.quorumfs.ttl`
 through n1's mount), and time the DELETE that `inotifywait` on n3 prints
 when the leader expires the lease. Prints, per sample, the expected
@@ -24,7 +24,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from watch_latency import Cluster, InotifyWait, _sigterm  # noqa: E402
+from benchcluster import Cluster, _sigterm  # noqa: E402
+from watch_latency import InotifyWait  # noqa: E402
 
 
 def run(c, samples, ttl):
