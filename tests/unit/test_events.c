@@ -17,56 +17,8 @@
 #include "../../common/errors.h"
 #include "../../store/entry.h"
 #include "../../store/store.h"
+#include "store_fixture.h"
 
-struct fx {
-	struct store *s;
-	uint64_t index;
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	if (!f || store_create(NULL, &f->s))
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	store_destroy(f->s);
-	free(f);
-	return 0;
-}
-
-static void apply_entry(struct fx *f, const struct entry *e, struct store_result *res)
-{
-	struct qbuf b;
-
-	f->index++;
-	qbuf_init(&b);
-	assert_int_equal(entry_encode(e, &b), 0);
-	assert_int_equal(store_apply(f->s, f->index, b.data, b.len, res), 0);
-	qbuf_close(&b);
-}
-
-static int apply_ops(struct fx *f, const struct store_op *ops, size_t n)
-{
-	struct entry e = { .type = ENTRY_TXN, .time_ns = (int64_t)f->index,
-			   .txn = { .then_ops = ops, .nthen = n } };
-	struct store_result res;
-
-	apply_entry(f, &e, &res);
-	return res.err;
-}
-
-static int apply_op(struct fx *f, struct store_op op)
-{
-	return apply_ops(f, &op, 1);
-}
 
 static int compact(struct fx *f, uint64_t rev)
 {

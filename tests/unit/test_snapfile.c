@@ -23,31 +23,7 @@
 #include "../../common/errors.h"
 #include "../../common/log.h"
 #include "../../store/snapfile.h"
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/qfs-test-snap-XXXXXX";
-
-	if (!mkdtemp(tmpl))
-		return -1;
-	*state = strdup(tmpl);
-	return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	nftw(*state, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(*state);
-	return 0;
-}
+#include "dir_fixture.h"
 
 /* A compressible but not trivial image of n bytes, varying with seed. */
 static uint8_t *image(size_t n, unsigned seed)
@@ -68,33 +44,6 @@ static const char *snap_path(const char *dir, uint64_t index, uint64_t term)
 
 	snprintf(p, 512, "%s/snap/%016" PRIx64 "-%016" PRIx64 ".snap", dir, index, term);
 	return p;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(n ? (size_t)n : 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
-static void spit(const char *path, const uint8_t *buf, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(buf, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
 }
 
 static size_t count_files(const char *dir)

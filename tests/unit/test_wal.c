@@ -24,6 +24,7 @@
 #include "../../common/errors.h"
 #include "../../common/log.h"
 #include "../../store/wal.h"
+#include "dir_fixture.h"
 
 struct got {
 	int type;
@@ -119,31 +120,6 @@ static void put_hs(struct wal *w, uint64_t term, uint64_t vote, uint64_t commit)
 	assert_int_equal(wal_write(w, &r, 1), 0);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/qfs-test-wal-XXXXXX";
-
-	if (!mkdtemp(tmpl))
-		return -1;
-	*state = strdup(tmpl);
-	return *state ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	nftw(*state, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(*state);
-	return 0;
-}
-
 static char *seg_path(const char *dir, uint64_t name)
 {
 	static char buf[4][512];
@@ -160,33 +136,6 @@ static uint64_t file_size(const char *path)
 
 	assert_int_equal(stat(path, &st), 0);
 	return (uint64_t)st.st_size;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(n ? (size_t)n : 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
-static void spit(const char *path, const uint8_t *buf, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(buf, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
 }
 
 static void flip_byte(const char *path, uint64_t off)
