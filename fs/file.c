@@ -171,7 +171,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct store_kv kv, dir;
 	struct handle *h;
 	uint64_t before;
-	int rv = fs_change_target(fs, parent, name, key);
+	int rv = fs_change_target(fs, req, parent, name, key);
 
 	if (rv) {
 		fs_reply_change_err(req, rv, parent);
@@ -347,7 +347,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (fs_replaying(fs, req, &before)) {
 		server_rdlock(fs->srv);
-		rv = fs_resolve(fs, ino, &t);
+		rv = fs_resolve_replay(fs, ino, &t);
 		if (rv == 0 && !replay_handle(fs, ino, t.key, fi))
 			rv = QFS_ENOENT;
 		server_unlock(fs->srv);

@@ -143,6 +143,8 @@ int fs_json_key(void *arg, const char *key);
 extern const struct fuse_lowlevel_ops fs_ops;
 /* Resolves nodeid (read lock held by the caller). QFS_ENOENT when gone. */
 int fs_resolve(struct fs *fs, uint64_t nodeid, struct target *t);
+/* fs_resolve() for a replay's request: nodes as they were before the change. */
+int fs_resolve_replay(struct fs *fs, uint64_t nodeid, struct target *t);
 void fs_kv_stat(const struct fs *fs, const struct store_kv *kv, uint64_t nodeid, bool readonly,
 		struct stat *st);
 /* Builds "dir/name" into out; QFS_ENAMETOOLONG / QFS_EINVAL for bad names. */
@@ -154,8 +156,10 @@ void fs_pending_stat(const struct pending_info *pi, uint64_t nodeid, struct stat
 int fs_pending_put(struct fs *fs, uint64_t nodeid, const char *key, struct store_op *op);
 /* Resolves the parent of a change and builds the child key into key
  * (STORE_KEY_MAX + 1 bytes); refuses the revision view, /.quorumfs and a
- * read-only mount with QFS_EPERM. */
-int fs_change_target(struct fs *fs, fuse_ino_t parent, const char *name, char *key);
+ * read-only mount with QFS_EPERM (a replay's request resolves as before its
+ * change and passes on a read-only mount: it changes nothing). */
+int fs_change_target(struct fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
+		     char *key);
 /* Replies an fs_change_target() error (EROFS inside the revision view). */
 void fs_reply_change_err(fuse_req_t req, int rv, fuse_ino_t parent);
 

@@ -128,6 +128,19 @@ int fs_resolve(struct fs *fs, uint64_t nodeid, struct target *t)
 	return 0;
 }
 
+/* fs_resolve() for a replay's request (remote.c): a node it walks resolves
+ * to its key before the change, which a later change may have moved or
+ * deleted. */
+int fs_resolve_replay(struct fs *fs, uint64_t nodeid, struct target *t)
+{
+	if (fs_replay_key(fs, nodeid, t->key, sizeof(t->key)) != 0)
+		return fs_resolve(fs, nodeid, t);
+	t->kind = T_STORE;
+	t->nodeid = t->ino = nodeid;
+	t->rev = 0;
+	return 0;
+}
+
 /* Attributes of any node, with an open handle's size when given. */
 static int node_stat(struct fs *fs, uint64_t nodeid, struct handle *h, struct stat *st)
 {
@@ -179,7 +192,7 @@ static int lookup_now(struct fs *fs, fuse_ino_t parent, const char *name, uint64
 	}
 	e->attr_timeout = e->entry_timeout = fs->cfg->attr_timeout;
 	server_rdlock(fs->srv);
-	rv = fs_resolve(fs, parent, &t);
+	rv = before != NOT_REPLAY ? fs_resolve_replay(fs, parent, &t) : fs_resolve(fs, parent, &t);
 	if (rv == 0 && t.kind == T_PENDING)
 		rv = QFS_ENOTDIR;
 	if (rv == 0)
@@ -291,19 +304,22 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 /*
  * Resolves the parent of a change and builds the child's key. Changes are
  * refused in the revision view (EROFS), in /.quorumfs (EPERM) and on a
- * read-only mount.
+ * read-only mount (except a replay's, which change nothing).
  */
-int fs_change_target(struct fs *fs, fuse_ino_t parent, const char *name, char *key)
+int fs_change_target(struct fs *fs, fuse_req_t req, fuse_ino_t parent, const char *name,
+		     char *key)
 {
 	struct target t;
+	uint64_t before;
+	bool replay = fs_replaying(fs, req, &before);
 	int rv;
 
-	if (fs->cfg->read_only)
+	if (fs->cfg->read_only && !replay)
 		return QFS_EPERM;
 	if (fs_is_ctl(parent))
 		return QFS_EPERM;
 	server_rdlock(fs->srv);
-	rv = fs_resolve(fs, parent, &t);
+	rv = replay ? fs_resolve_replay(fs, parent, &t) : fs_resolve(fs, parent, &t);
 	server_unlock(fs->srv);
 	if (rv)
 		return rv;
@@ -335,7 +351,7 @@ static void create_absent(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct store_txn txn = {.cmps = &cmp, .ncmps = 1, .then_ops = &op, .nthen = 1};
 	struct commit_req cr = {.reply = REPLY_ENTRY, .req = req, .key = key};
 	uint64_t before;
-	int rv = fs_change_target(fs, parent, name, key);
+	int rv = fs_change_target(fs, req, parent, name, key);
 
 	if (rv) {
 		fs_reply_change_err(req, rv, parent);
@@ -391,7 +407,7 @@ static void remove_key(fuse_req_t req, fuse_ino_t parent, const char *name, uint
 	struct store_txn txn = {.then_ops = &op, .nthen = 1};
 	struct commit_req cr = {.reply = REPLY_ERR, .req = req};
 	uint64_t pending, before;
-	int rv = fs_change_target(fs, parent, name, key);
+	int rv = fs_change_target(fs, req, parent, name, key);
 
 	if (rv) {
 		fs_reply_change_err(req, rv, parent);
@@ -469,9 +485,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	rv = fs_change_target(fs, parent, name, src);
+	rv = fs_change_target(fs, req, parent, name, src);
 	if (rv == 0)
-		rv = fs_change_target(fs, newparent, newname, dst);
+		rv = fs_change_target(fs, req, newparent, newname, dst);
 	if (rv) {
 		fs_reply_change_err(req, rv, parent & NODE_REV_BIT ? parent : newparent);
 		return;
@@ -525,7 +541,7 @@ static int replay_stat(struct fs *fs, uint64_t ino, uint64_t before, struct stat
 	int rv;
 
 	server_rdlock(fs->srv);
-	rv = fs_resolve(fs, ino, &t);
+	rv = fs_resolve_replay(fs, ino, &t);
 	if (rv == 0 && t.kind == T_STORE) {
 		rv = fs_lookup_before(fs, t.key, before, &kv);
 		if (rv == QFS_ENOENT)

@@ -178,6 +178,39 @@ static int get_at(struct store *s, const char *key, uint64_t rev, struct store_k
 	return store_get(s, key, rev, kv);
 }
 
+static bool named(const struct replay *r, uint64_t nodeid)
+{
+	for (const struct replay_name *n = r->names; n; n = n->next) {
+		if (n->nodeid == nodeid)
+			return true;
+	}
+	return false;
+}
+
+/* The node ids of key and its ancestors as they were before the change: a
+ * later transaction, applied before this replay runs, may delete or move
+ * them while the kernel still reaches them by cached dentries. */
+static void name_path(struct replay *r, const char *key)
+{
+	struct store *s = server_store(r->fs->srv);
+	char path[STORE_KEY_MAX + 1];
+	struct replay_name *n;
+	struct store_kv kv;
+
+	for (const char *p = strchr(key + 1, '/');; p = strchr(p + 1, '/')) {
+		int len = p ? (int)(p - key) : (int)strlen(key);
+
+		snprintf(path, sizeof(path), "%.*s", len, key);
+		if (get_at(s, path, r->before, &kv) == 0 && !named(r, kv.ino) &&
+		    (n = name_new(kv.ino, path))) {
+			n->next = r->names;
+			r->names = n;
+		}
+		if (!p)
+			break;
+	}
+}
+
 /* Parents created by the same transaction come first (mkdir -p). */
 static void created_parents(struct replay *r, const char *key)
 {
@@ -214,6 +247,7 @@ static void diff_key(struct replay *r, const char *key)
 	bool has = store_get(s, key, 0, &now) == 0;
 	size_t first;
 
+	name_path(r, key);
 	if (!had && has) {
 		created_parents(r, key);
 		add(r, now.type == STORE_DIR ? MKDIR : now.type == STORE_SYMLINK ? SYMLINK : CREATE_FILE,
@@ -275,10 +309,12 @@ static void replay_op(struct replay *r, const struct store_op *ops, size_t i)
 	} else if (!op->key) {
 		return; /* grant, renew: no key changes */
 	} else if (op->type == STORE_OP_RENAME) {
-		if (get_at(server_store(r->fs->srv), op->key, r->before, &kv) == 0)
+		if (get_at(server_store(r->fs->srv), op->key, r->before, &kv) == 0) {
+			name_path(r, op->key);
+			name_path(r, op->dst);
 			add(r, RENAME, op->key, op->dst,
 			    op->flags & STORE_RENAME_EXCHANGE ? RENAME_EXCHANGE : 0, NULL);
-		else /* created and moved in one go (a pending file): a create */
+		} else /* created and moved in one go (a pending file): a create */
 			diff_key(r, op->dst);
 	} else if (!seen(ops, i, op->key)) {
 		diff_key(r, op->key);
