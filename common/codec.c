@@ -1,4 +1,6 @@
 /* qbuf and qreader: see codec.h. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +78,25 @@ void qbuf_put_u64(struct qbuf *b, uint64_t v)
 
 	if (dst)
 		qfs_le64_put(dst, v);
+}
+
+void qbuf_printf(struct qbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !(p = (char *)qbuf_reserve(b, (size_t)n + 1))) {
+		b->failed = 1;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len--; /* the terminating NUL stays, past len */
 }
 
 void qbuf_put_bytes(struct qbuf *b, const void *p, size_t n)

@@ -31,6 +31,8 @@ void qbuf_put(struct qbuf *b, const void *p, size_t n);
 void qbuf_put_u8(struct qbuf *b, uint8_t v);
 void qbuf_put_u32(struct qbuf *b, uint32_t v);
 void qbuf_put_u64(struct qbuf *b, uint64_t v);
+/* Formatted text (no NUL counted in len; one is kept after it). */
+void qbuf_printf(struct qbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* u32 length followed by the bytes. */
 void qbuf_put_bytes(struct qbuf *b, const void *p, size_t n);
 /* Takes the buffer: the caller owns *data (free()) and b is reset. */
