@@ -1,0 +1,120 @@
+/*
+ * Private to the cli*.c files: what the command line (cli.c) hands each
+ * command and the helpers they share. cli.h is the public side (main.c,
+ * serve --join). Who owns what:
+ *   cli.c         the command table, flag parsing, usage text, errors, the
+ *                 request/answer helper, JSON output and key checks;
+ *   cli_status.c  status;
+ *   cli_member.c  member list/add/remove/promote, leader transfer, and the
+ *                 serve --join requests of cli.h;
+ *   cli_kv.c      get, put, del;
+ *   cli_watch.c   watch;
+ *   cli_lease.c   lease grant/keepalive/revoke/list and the TTL and lease
+ *                 id syntax (also used by put --ttl/--lease).
+ * Everything prints to stdout and stderr; nothing here is thread-safe.
+ */
+#ifndef QFS_CLI_IMPL_H
+#define QFS_CLI_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "client_proto.h"
+
+/* Flags a command accepts besides the global ones. */
+enum {
+	FL_PREFIX = 0x1,
+	FL_REV = 0x2,
+	FL_LEARNER = 0x4,
+	FL_VOTER = 0x8,
+	FL_CLIENT = 0x10,
+	FL_START = 0x20, /* --rev for watch: where to start */
+	FL_TTL = 0x40,
+	FL_LEASE = 0x80,
+	FL_ONCE = 0x100,
+};
+
+struct cli;
+
+/* One row of the command table (cli.c); all strings are static. */
+struct command {
+	const char *name, *sub;
+	int nargs;
+	unsigned flags;
+	const char *args_usage, *help;
+	int (*run)(struct cli *c); /* the exit status: 0, 1, or 2 for a usage error */
+};
+
+/*
+ * A parsed command line, owned by cli_main() for the run of one command.
+ * client_addr and args point into argv; cli_main() closes eps after run.
+ */
+struct cli {
+	const struct command *cmd;
+	char what[160]; /* "put /a": how errors start */
+	struct client_endpoints eps;
+	bool json;
+	bool prefix, learner, voter;
+	uint64_t rev;
+	const char *client_addr;
+	const char *args[2];
+	int64_t ttl_ms;	   /* put --ttl */
+	uint64_t lease_id; /* put --lease */
+	bool once;	   /* lease keepalive --once */
+};
+
+/* ---- cli.c: errors and requests ---- */
+
+/* Prints "quorumfs: WHAT: MSG" to stderr; returns 1 (the exit status). */
+int cli_fail(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The error line for a member's refusal; returns 1. */
+int cli_fail_resp(const struct cli *c, const struct client_resp *r);
+
+/* client_request() to c->eps and the error line in one: 0 with a
+ * successful answer in *a (the caller frees it: client_answer_free), or 1
+ * with the error printed and nothing to free. */
+int cli_ask(const struct cli *c, const struct client_req *r, struct client_answer *a);
+
+/* 0 if key is absolute, else prints why not and returns 1. */
+int cli_key_check(const struct cli *c, const char *key);
+
+/* ---- cli.c: output ---- */
+
+/* s as a quoted JSON string on stdout. */
+void cli_json_str(const char *s);
+
+/* p[0..n) as a quoted base64 JSON string on stdout. */
+void cli_json_base64(const uint8_t *p, size_t n);
+
+/* "dir", "symlink" or "file" for a STORE_* node type. */
+const char *cli_type_name(uint8_t t);
+
+/* ---- cli_lease.c: argument syntax ---- */
+
+/* Seconds ("10", "2.5") into milliseconds; 0, or -1 if not a TTL. */
+int cli_lease_ttl_parse(const char *s, int64_t *ms);
+
+/* A lease id in hex (optional 0x), not 0; 0, or -1 if not one. */
+int cli_lease_id_parse(const char *s, uint64_t *id);
+
+/* ---- the commands (struct command.run) and their --help details ---- */
+
+int cli_status_run(struct cli *c);
+int cli_member_list_run(struct cli *c);
+int cli_member_change_run(struct cli *c); /* member add/remove/promote, leader transfer */
+int cli_kv_get_run(struct cli *c);
+int cli_kv_write_run(struct cli *c); /* put and del */
+int cli_watch_run(struct cli *c);
+int cli_lease_grant_run(struct cli *c);
+int cli_lease_keepalive_run(struct cli *c);
+int cli_lease_revoke_run(struct cli *c);
+int cli_lease_list_run(struct cli *c);
+
+/* What `watch --help` and `lease keepalive --help` add to the usage line. */
+extern const char cli_watch_details[];
+extern const char cli_lease_keepalive_details[];
+
+#endif
