@@ -160,14 +160,14 @@ static void usage_global(FILE *out)
 {
 	fprintf(out, "  --%-22s %s\n", "endpoints A,B,...",
 		"client ports to ask (default " DEFAULT_ENDPOINT ")");
-	fprintf(out, "  --%-22s %s\n", "timeout-ms N", "give up after (default 6000)");
+	fprintf(out, "  --%-22s give up after (default %d)\n", "timeout-ms N", DEFAULT_TIMEOUT_MS);
 	fprintf(out, "  -w %-21s %s\n", "json|simple", "output format (default simple)");
 }
 
 static void usage_command(const struct command *cmd)
 {
-	printf("usage: quorumfs %s%s%s %s [FLAGS]\n\n%s\n\n", cmd->name, cmd->sub ? " " : "",
-	       cmd->sub ? cmd->sub : "", cmd->args_usage, cmd->help);
+	printf("usage: quorumfs %s%s%s%s%s [FLAGS]\n\n%s\n\n", cmd->name, cmd->sub ? " " : "",
+	       cmd->sub ? cmd->sub : "", cmd->args_usage[0] ? " " : "", cmd->args_usage, cmd->help);
 	if (cmd->run == cli_watch_run)
 		printf("%s\n", cli_watch_details);
 	if (cmd->run == cli_lease_keepalive_run)
@@ -364,8 +364,9 @@ int cli_main(int argc, char **argv)
 			printf("usage:\n");
 			for (size_t i = 0; i < NCOMMANDS; i++)
 				if (strcmp(commands[i].name, argv[0]) == 0)
-					printf("  quorumfs %s %s %s\n", commands[i].name,
-					       commands[i].sub, commands[i].args_usage);
+					printf("  quorumfs %s %s%s%s\n", commands[i].name,
+					       commands[i].sub, commands[i].args_usage[0] ? " " : "",
+					       commands[i].args_usage);
 			return 0;
 		}
 		if (sub)
