@@ -1,0 +1,227 @@
+/*
+ * The member's shared internals, for the fs/server*.c files only; the public
+ * interface is server.h.
+ *
+ *   server.c             lifecycle, the loop (wake, tick, signals, stop) and
+ *                        Raft I/O in its order: persist, then send, then
+ *                        apply; proposals and read points from any thread
+ *   server_membership.c  membership changes, the address book and the links
+ *                        to peers
+ *   server_snapshot.c    state machine images, snapshots, installing the
+ *                        leader's snapshot, compaction
+ *   server_lease.c       the lease keeper (expiry) and lease id rules
+ *   server_recover.c     the data dir, snapshot + WAL replay at startup, the
+ *                        first members, --join
+ *   server_view.c        what other threads read: status, members, leader
+ *
+ * Threads: everything here runs on the loop thread unless a field or a
+ * function says otherwise. Other threads touch only what mu guards, the
+ * store under the read lock, snapshot_index (atomic), and the read-only
+ * fields set by server_create().
+ */
+#ifndef QFS_SERVER_IMPL_H
+#define QFS_SERVER_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/codec.h"
+#include "../raft/dedup.h"
+#include "../raft/raft.h"
+#include "../raft/transport.h"
+#include "../store/wal.h"
+#include "book.h"
+#include "server.h"
+#include "syncer.h"
+
+/* Transport frame types. */
+#define FRAME_RAFT 1
+#define FRAME_REMOVED 2 /* "you are no longer a member": sent once, then the link goes */
+
+enum work_kind { WORK_PROPOSE, WORK_READ };
+
+/* A request from any thread (server.c), then tracked on the loop until it
+ * finishes. */
+struct work {
+	enum work_kind kind;
+	uint8_t *data; /* PROPOSE: the encoded entry */
+	size_t len;
+	uint64_t id;		     /* PROPOSE: request id; READ: read context */
+	uint64_t read_index;	     /* READ: 0 until the leader answered */
+	bool from_mount;	     /* PROPOSE: the local kernel saw this change */
+	uint64_t deadline, next_try; /* loop time, ms */
+	server_done_cb done;
+	server_read_cb read_done;
+	void *arg;
+	struct work *next;
+};
+
+/* A membership change or leadership transfer waiting for its outcome
+ * (server_membership.c). */
+struct member_op {
+	enum server_member_op op;
+	uint64_t id;
+	server_member_cb cb;
+	void *arg;
+	uint64_t deadline;
+	struct member_op *next;
+};
+
+/* What other threads may read, under mu (server_view.c). The loop thread is
+ * its only writer and reads it without mu. */
+struct view {
+	enum raft_role role;
+	bool learner;
+	uint64_t term, leader, commit;
+	struct raft_members members;
+};
+
+struct server {
+	/* Set by server_create(), read-only after: any thread. */
+	const struct config *cfg;
+	uint64_t member_id, cluster_id;
+	int lock_fd; /* holds the data dir's LOCK (server_recover.c) */
+
+	/* The loop and its handles. wake is the only one other threads use
+	 * (uv_async_send() under mu). */
+	uv_loop_t loop;
+	uv_async_t wake;
+	uv_timer_t ticker;
+	uv_signal_t sigterm, sigint;
+	struct raft *raft;
+	struct transport *transport;
+	struct syncer *syncer;
+
+	/* The store: the loop thread writes it under the write lock and reads
+	 * it without a lock; other threads read it under the read lock. */
+	struct store *store;
+	pthread_rwlock_t lock;
+
+	/* Replicated state beside the store, in every snapshot image. */
+	struct raft_dedup dedup;
+	struct book book; /* addresses of the members (server_membership.c) */
+
+	pthread_mutex_t mu;	/* guards submitted, stopping, next_request, view, book_view */
+	struct work *submitted; /* LIFO, taken by the loop on wake */
+	int stopping;
+	uint64_t next_request;
+	struct view view;
+	struct book book_view; /* copy of book for other threads */
+
+	/* Requests and Raft I/O (server.c). */
+	struct work *proposals, *reads;
+	uint64_t next_read_ctx;
+	uint64_t install_seq; /* a leader's snapshot waits for this seq */
+	struct raft_snapshot install;
+	bool installing;
+	int wal_failed;
+	uint64_t leader_since; /* loop time this member became leader, 0 = not leader */
+
+	/* Membership (server_membership.c). */
+	struct member_op *member_ops;
+	bool publishing; /* this member's addresses are being proposed */
+	/* Removed members whose link stays up until the notice went out. */
+	struct {
+		uint64_t id, at;
+	} removals[BOOK_MAX];
+	size_t nremovals;
+
+	/* Snapshots and compaction (server_snapshot.c). snapshot_index is
+	 * stored atomically: server_status() reads it from any thread. The
+	 * snapshot_image fields belong to the thread pool while
+	 * snapshot_running. */
+	uint64_t snapshot_index;
+	bool snapshot_running;
+	uv_work_t snapshot_work;
+	struct qbuf snapshot_image;
+	uint64_t snapshot_image_index, snapshot_image_term;
+	int snapshot_result;
+	bool compact_pending;
+
+	/* Lease keeper (server_lease.c). */
+	bool expiring; /* a lease expiry round is in flight */
+
+	/* Stop and hooks (server.c). */
+	bool stopped;
+	void (*stop_hook)(void *arg);
+	void *stop_arg;
+	server_applied_cb applied_cb;
+	void *applied_arg;
+	struct {
+		server_revision_cb cb;
+		void *arg;
+	} listeners[SERVER_LISTENERS_MAX];
+	uint64_t notified_rev; /* last revision listeners heard of */
+};
+
+/* Member and cluster ids are derived from names (FNV-1a), never 0. */
+static inline uint64_t server_name_id(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* Loop time, ms. */
+static inline uint64_t server_now_ms(struct server *srv)
+{
+	return uv_now(&srv->loop);
+}
+
+/* ---- server.c ------------------------------------------------------------ */
+/* Handles a Raft ready: persist, send, apply, answer read points; then the
+ * follow-ups (snapshot, compaction, publishing, stop). */
+void server_ready_process(struct server *srv);
+/* Completes a stop once one began and nothing holds it back (submitted work,
+ * a running snapshot, in-flight proposals); otherwise returns at once. */
+void server_stop_finish(struct server *srv);
+
+/* ---- server_membership.c ------------------------------------------------- */
+/* Applies a committed configuration change (the entry's index is already
+ * skipped in the store). */
+void server_conf_apply(struct server *srv, const struct raft_entry *e);
+/* Applies a fresh ENTRY_MEMBER entry (the store skipped its index). */
+void server_member_entry_apply(struct server *srv, const struct raft_entry *e);
+/* Connects to every other member in the book with an address. */
+void server_peers_sync(struct server *srv);
+/* Drops the links to removed members once their notice had time to go out. */
+void server_removed_links_drop(struct server *srv);
+/* Finishes leadership transfers that happened and ops past their deadline. */
+void server_member_ops_expire(struct server *srv);
+/* Finishes every pending op with err. */
+void server_member_ops_fail(struct server *srv, int err);
+/* Proposes this member's addresses when the book does not have them. */
+void server_addresses_publish(struct server *srv);
+
+/* ---- server_snapshot.c --------------------------------------------------- */
+/* Loads a state machine image (untrusted: from disk or a leader) into the
+ * store, dedup table and book; m gets the configuration it holds. */
+int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct raft_members *m);
+/* Loads the leader's snapshot (srv->install) once it is durable. */
+void server_snapshot_install(struct server *srv);
+/* Starts a snapshot when --snapshot-entries were applied since the last. */
+void server_snapshot_take(struct server *srv);
+/* Leader: proposes a compaction when --auto-compact-revisions says so. */
+void server_compact_propose(struct server *srv);
+
+/* ---- server_lease.c ------------------------------------------------------ */
+/* Leader: expires the leases that are due, after a read barrier. */
+void server_leases_expire(struct server *srv);
+
+/* ---- server_recover.c ---------------------------------------------------- */
+/* Creates the data dir and takes its lock (srv->lock_fd). */
+int server_data_dir_open(struct server *srv);
+/* Loads the newest snapshot, replays the WAL, creates srv->raft and
+ * bootstraps or joins a fresh member. On success *wal is the open WAL, for
+ * the syncer. Errors are printed to stderr. */
+int server_recover(struct server *srv, struct wal **wal);
+
+/* ---- server_view.c ------------------------------------------------------- */
+/* Copies the core's status and the book into the view. */
+void server_view_refresh(struct server *srv);
+
+#endif

@@ -1,0 +1,274 @@
+/*
+ * Startup: open the data dir and lock it, load the newest snapshot, replay
+ * the WAL after it, and create the Raft core from what was found. A fresh
+ * member (nothing on disk) bootstraps the cluster from --initial-cluster (or
+ * alone), or with --join asks a running cluster to add it as a learner.
+ * Errors go to stderr, naming the damaged file: the daemon does not start.
+ * Runs in server_create(), before the loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/log.h"
+#include "../store/snapfile.h"
+#include "cli.h"
+#include "server_impl.h"
+
+/* ---- WAL replay ---------------------------------------------------------- */
+
+struct replay {
+	struct raft_entry *entries; /* after the snapshot, contiguous */
+	size_t n, cap;
+	uint64_t first; /* index of entries[0] */
+	struct raft_hardstate hs;
+};
+
+static void replay_clear(struct replay *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		raft_buf_unref(r->entries[i].buf);
+	r->n = 0;
+}
+
+static int replay_record(void *arg, const struct wal_record *rec)
+{
+	struct replay *r = arg;
+	struct raft_entry *e;
+
+	if (rec->type == WAL_HARDSTATE) {
+		r->hs = (struct raft_hardstate){rec->hs_term, rec->hs_vote, rec->hs_commit};
+		return 0;
+	}
+	if (rec->type == WAL_SNAPSHOT) {
+		replay_clear(r); /* the log restarts after it */
+		r->first = rec->index + 1;
+		return 0;
+	}
+	if (rec->len < 1 || rec->data[0] < RAFT_ENTRY_NORMAL || rec->data[0] > RAFT_ENTRY_NOOP)
+		return QFS_ECORRUPT;
+	if (rec->index < r->first) /* under a snapshot marker's floor */
+		return 0;
+	while (r->n && r->first + r->n > rec->index) /* replaces a suffix */
+		raft_buf_unref(r->entries[--r->n].buf);
+	if (r->n == 0)
+		r->first = rec->index;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 1024;
+		struct raft_entry *grown = realloc(r->entries, cap * sizeof(*grown));
+
+		if (!grown)
+			return QFS_ENOMEM;
+		r->entries = grown;
+		r->cap = cap;
+	}
+	e = &r->entries[r->n];
+	e->buf = raft_buf_new(rec->data + 1, rec->len - 1);
+	if (!e->buf)
+		return QFS_ENOMEM;
+	e->index = rec->index;
+	e->term = rec->term;
+	e->type = rec->data[0];
+	e->data = rec->len > 1 ? e->buf->data : NULL;
+	e->len = rec->len - 1;
+	r->n++;
+	return 0;
+}
+
+/* ---- The data dir -------------------------------------------------------- */
+
+int server_data_dir_open(struct server *srv)
+{
+	const char *dir = srv->cfg->data_dir;
+	char path[4200];
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "quorumfs: cannot create data dir %s: %s\n", dir, strerror(errno));
+		return QFS_EIO;
+	}
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (srv->lock_fd < 0) {
+		fprintf(stderr, "quorumfs: cannot open %s: %s\n", path, strerror(errno));
+		return QFS_EIO;
+	}
+	if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr, "quorumfs: data dir %s is in use by another quorumfs\n", dir);
+		return QFS_EIO;
+	}
+	return 0;
+}
+
+/* ---- The first members --------------------------------------------------- */
+
+/* Parses --initial-cluster "n1=HOST:PORT,n2=..." into members and the book;
+ * with no flag the cluster is this member alone. */
+static int initial_members(struct server *srv, struct raft_members *m)
+{
+	const char *ic = srv->cfg->initial_cluster;
+	char *copy, *save = NULL, *tok;
+	int rv = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (!ic) {
+		m->n = 1;
+		m->m[0] = (struct raft_member){srv->member_id, true};
+		return book_set(&srv->book, srv->member_id, srv->cfg->name,
+				srv->cfg->listen_peer ? srv->cfg->listen_peer : "",
+				srv->cfg->listen_client ? srv->cfg->listen_client : "");
+	}
+	if (!(copy = strdup(ic)))
+		return QFS_ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && !rv; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		struct sockaddr_storage sa;
+
+		if (!eq || eq == tok || m->n == RAFT_MAX_MEMBERS ||
+		    transport_addr_parse(eq + 1, &sa) != 0) {
+			fprintf(stderr, "quorumfs: --initial-cluster: '%s' is not NAME=IP:PORT\n",
+				tok);
+			rv = QFS_EINVAL;
+			break;
+		}
+		*eq = 0;
+		m->m[m->n++] = (struct raft_member){server_name_id(tok), true};
+		rv = book_set(&srv->book, server_name_id(tok), tok, eq + 1, "");
+	}
+	free(copy);
+	if (!rv && !book_find(&srv->book, srv->member_id)) {
+		fprintf(stderr, "quorumfs: --initial-cluster does not name this member (%s)\n",
+			srv->cfg->name);
+		rv = QFS_EINVAL;
+	}
+	return rv;
+}
+
+/* Where the members are, until the log and snapshots say so. */
+static void seed_peer(void *arg, uint64_t id, const char *name, const char *peer,
+		      const char *client)
+{
+	struct server *srv = arg;
+
+	book_set(&srv->book, id, name, peer, client);
+}
+
+/* --join: ask the cluster to add this (empty) member as a learner; the
+ * leader then sends it everything. Already a member (a restart before the
+ * first entry arrived): carry on. */
+static int join(struct server *srv)
+{
+	char err[512];
+	int rv = cli_member_add_learner(srv->cfg->join, srv->cfg->name, srv->cfg->listen_peer,
+					srv->cfg->listen_client ? srv->cfg->listen_client : "",
+					srv->cfg->request_timeout_ms * 2, err, sizeof(err));
+
+	if (rv == QFS_EEXIST) {
+		LOG_INFO("--join: %s is a member already", srv->cfg->name);
+	} else if (rv) {
+		fprintf(stderr, "quorumfs: --join %s: %s\n", srv->cfg->join,
+			err[0] ? err : qfs_strerror(rv));
+		return rv;
+	} else {
+		LOG_INFO("--join: added to the cluster at %s as a learner", srv->cfg->join);
+	}
+	rv = cli_member_peers(srv->cfg->join, srv->cfg->request_timeout_ms, seed_peer, srv, err,
+			      sizeof(err));
+	if (rv)
+		fprintf(stderr, "quorumfs: --join %s: cannot list the members: %s\n",
+			srv->cfg->join, err[0] ? err : qfs_strerror(rv));
+	return rv;
+}
+
+/* ---- Recovery ------------------------------------------------------------ */
+
+static void raft_opts(struct server *srv, struct raft_options *o)
+{
+	raft_options_default(o, srv->member_id);
+	o->heartbeat_ticks = 1;
+	o->election_ticks = (unsigned)(srv->cfg->election_ms / srv->cfg->heartbeat_ms);
+	o->rand_seed = srv->member_id ^ (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+	o->max_msg_bytes = srv->cfg->max_value_bytes + 4096;
+	o->stamp_offset = ENTRY_TIME_OFFSET; /* entry times (mtime, leases) are leader time */
+	o->snapshot_chunk = 1u << 20;
+}
+
+int server_recover(struct server *srv, struct wal **out)
+{
+	char errmsg[1024] = "";
+	struct replay r = {.first = 1};
+	struct raft_snapshot snap = {0};
+	struct raft_restore rs = {0};
+	struct raft_options o;
+	struct raft_members init;
+	struct wal *wal = NULL;
+	uint8_t *image = NULL;
+	size_t len = 0;
+	bool fresh;
+	int rv;
+
+	rv = snapfile_load(srv->cfg->data_dir, &snap.index, &snap.term, &image, &len, errmsg,
+			   sizeof(errmsg));
+	if (rv == 0) {
+		rv = server_image_load(srv, image, len, &snap.members);
+		if (rv != 0) {
+			fprintf(stderr, "quorumfs: snapshot at index %llu in %s/snap: %s\n",
+				(unsigned long long)snap.index, srv->cfg->data_dir,
+				qfs_strerror(rv));
+			goto out;
+		}
+		snap.data = image;
+		snap.len = len;
+		srv->snapshot_index = snap.index;
+		r.first = snap.index + 1;
+	} else if (rv != QFS_ENOENT) {
+		fprintf(stderr, "quorumfs: %s\n", errmsg[0] ? errmsg : qfs_strerror(rv));
+		goto out;
+	}
+	rv = wal_open(srv->cfg->data_dir, snap.index, replay_record, &r, &wal, errmsg,
+		      sizeof(errmsg));
+	if (rv != 0) {
+		fprintf(stderr, "quorumfs: %s\n", errmsg[0] ? errmsg : qfs_strerror(rv));
+		goto out;
+	}
+	if (r.n && r.first != snap.index + 1) {
+		fprintf(stderr,
+			"quorumfs: %s/wal: the log starts at entry %llu but the snapshot "
+			"ends at %llu; refusing to start\n",
+			srv->cfg->data_dir, (unsigned long long)r.first,
+			(unsigned long long)snap.index);
+		rv = QFS_ECORRUPT;
+		goto out;
+	}
+	fresh = !snap.index && !r.n && !r.hs.term;
+	rs = (struct raft_restore){r.hs, snap.index ? &snap : NULL, r.entries, r.n};
+	raft_opts(srv, &o);
+	rv = raft_create(&o, &rs, &srv->raft);
+	if (rv)
+		goto out;
+	if (fresh && !srv->cfg->join) {
+		if ((rv = initial_members(srv, &init)) || (rv = raft_bootstrap(srv->raft, &init)))
+			goto out;
+	} else if (fresh && (rv = join(srv))) {
+		goto out;
+	} else if (fresh || !book_find(&srv->book, srv->member_id)) {
+		initial_members(srv, &init); /* addresses to reach peers until published */
+	}
+	LOG_INFO("recovered: snapshot index %llu, %zu log entries, term %llu",
+		 (unsigned long long)snap.index, r.n, (unsigned long long)r.hs.term);
+	*out = wal;
+	wal = NULL;
+out:
+	if (wal)
+		wal_close(wal);
+	replay_clear(&r);
+	free(r.entries);
+	free(image);
+	return rv;
+}

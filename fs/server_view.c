@@ -1,0 +1,135 @@
+/*
+ * The view: what threads other than the loop may know of Raft and the
+ * members. The loop copies the core's status and the address book into
+ * srv->view and srv->book_view under mu after each ready
+ * (server_view_refresh()); the functions here read that copy, and the store
+ * under the read lock, from any thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/errors.h"
+#include "server_impl.h"
+
+void server_view_refresh(struct server *srv)
+{
+	struct raft_status st;
+
+	raft_status_get(srv->raft, &st);
+	pthread_mutex_lock(&srv->mu);
+	srv->view.role = st.role;
+	srv->view.term = st.term;
+	srv->view.leader = st.leader;
+	srv->view.commit = st.commit;
+	srv->view.members = st.members;
+	srv->view.learner = true;
+	for (uint32_t i = 0; i < st.members.n; i++) {
+		if (st.members.m[i].id == srv->member_id && st.members.m[i].voter)
+			srv->view.learner = false;
+	}
+	srv->book_view = srv->book;
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static const char *role_name(const struct view *v)
+{
+	if (v->learner)
+		return "learner";
+	switch (v->role) {
+	case RAFT_LEADER:
+		return "leader";
+	case RAFT_CANDIDATE:
+	case RAFT_PRECANDIDATE:
+		return "candidate";
+	default:
+		return "follower";
+	}
+}
+
+void server_status(struct server *srv, struct server_status *st)
+{
+	const struct book_entry *leader;
+
+	memset(st, 0, sizeof(*st));
+	st->name = srv->cfg->name;
+	st->member_id = srv->member_id;
+	st->cluster_id = srv->cluster_id;
+	st->quota_bytes = srv->cfg->quota_bytes;
+	pthread_mutex_lock(&srv->mu);
+	st->role = role_name(&srv->view);
+	st->term = srv->view.term;
+	st->commit_index = srv->view.commit;
+	st->leader_id = srv->view.leader;
+	leader = book_find(&srv->book_view, srv->view.leader);
+	if (leader)
+		snprintf(st->leader_name, sizeof(st->leader_name), "%s", leader->name);
+	pthread_mutex_unlock(&srv->mu);
+	server_rdlock(srv);
+	st->applied_index = store_applied_index(srv->store);
+	st->revision = store_revision(srv->store);
+	st->compacted_revision = store_compacted_revision(srv->store);
+	st->db_size = store_size(srv->store);
+	st->keys = store_key_count(srv->store);
+	st->snapshot_index = __atomic_load_n(&srv->snapshot_index, __ATOMIC_RELAXED);
+	server_unlock(srv);
+}
+
+static void fill_member(const struct view *v, const struct book *b, const struct raft_member *m,
+			struct server_member *out)
+{
+	const struct book_entry *e = book_find(b, m->id);
+
+	memset(out, 0, sizeof(*out));
+	out->id = m->id;
+	out->voter = m->voter;
+	out->leader = m->id == v->leader;
+	if (e) {
+		snprintf(out->name, sizeof(out->name), "%s", e->name);
+		snprintf(out->peer_addr, sizeof(out->peer_addr), "%s", e->peer);
+		snprintf(out->client_addr, sizeof(out->client_addr), "%s", e->client);
+	}
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct server_member *)a)->name,
+		      ((const struct server_member *)b)->name);
+}
+
+size_t server_members(struct server *srv, struct server_member *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&srv->mu);
+	for (uint32_t i = 0; i < srv->view.members.n && n < max; i++)
+		fill_member(&srv->view, &srv->book_view, &srv->view.members.m[i], &out[n++]);
+	pthread_mutex_unlock(&srv->mu);
+	qsort(out, n, sizeof(*out), by_name);
+	return n;
+}
+
+bool server_reads_local(struct server *srv)
+{
+	bool local;
+
+	pthread_mutex_lock(&srv->mu);
+	local = srv->view.role == RAFT_LEADER && srv->view.members.n == 1;
+	pthread_mutex_unlock(&srv->mu);
+	return local;
+}
+
+int server_leader(struct server *srv, struct server_member *out)
+{
+	int rv = QFS_ENOENT;
+
+	pthread_mutex_lock(&srv->mu);
+	for (uint32_t i = 0; i < srv->view.members.n; i++) {
+		if (srv->view.members.m[i].id == srv->view.leader && srv->view.leader) {
+			fill_member(&srv->view, &srv->book_view, &srv->view.members.m[i], out);
+			rv = 0;
+		}
+	}
+	pthread_mutex_unlock(&srv->mu);
+	return rv;
+}
