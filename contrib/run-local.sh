@@ -24,6 +24,7 @@ for m in "${members[@]}"; do
 	mkdir -p "mnt/$m" "data/$m"
 	bin/quorumfs serve --name "$m" --data-dir "data/$m" --mount "mnt/$m" \
 		--listen-peer "127.0.0.$n:2380$n" --listen-client "127.0.0.$n:2379$n" \
+		--metrics-listen "127.0.0.$n:2381$n" \
 		--initial-cluster "$cluster" 2>>"data/$m/quorumfs.log" &
 	pids+=($!)
 done
@@ -41,7 +42,8 @@ done
 
 cat <<MSG
 quorumfs is running: ${members[*]}, mounted at ./mnt/n1 ./mnt/n2 ./mnt/n3
-(logs: data/NAME/quorumfs.log; clients: 127.0.0.1:23791 127.0.0.2:23792 127.0.0.3:23793)
+(logs: data/NAME/quorumfs.log; clients: 127.0.0.1:23791 127.0.0.2:23792 127.0.0.3:23793;
+ metrics: http://127.0.0.1:23811/metrics, /health, /readyz, likewise 127.0.0.2:23812 ...)
 
   echo 10.0.0.5 > mnt/n1/db-host          # one write, one revision, on a quorum
   cat mnt/n3/db-host                       # every member sees it at once
@@ -49,6 +51,7 @@ quorumfs is running: ${members[*]}, mounted at ./mnt/n1 ./mnt/n2 ./mnt/n3
   getfattr -d -m - mnt/n3/db-host          # revision, version, create_revision
   cat mnt/n1/.quorumfs/status              # JSON: name, role, leader, term, revision, ...
   cat mnt/n1/.quorumfs/members             # name, id, role, addresses
+  cat mnt/n1/.quorumfs/metrics             # Prometheus text: commits, fsync latency, ...
   ls mnt/n1/.quorumfs/rev/                 # past revisions, read-only
 
 Press Ctrl-C to stop.

@@ -26,6 +26,7 @@
 
 #include "../common/errors.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "client_conn.h"
 
 /* A watcher reads history only while less than this is queued... */
@@ -58,12 +59,14 @@ struct watch {
 	uint64_t ended_ms;
 	bool writing;
 	struct qbuf queued;
+	struct metrics *metrics; /* the M_WATCHERS gauge counts this watch */
 };
 
 void client_watch_free(struct watch *w)
 {
 	if (!w)
 		return;
+	metrics_gauge_add(w->metrics, M_WATCHERS, -1);
 	qbuf_close(&w->queued);
 	free(w->key);
 	free(w);
@@ -374,6 +377,8 @@ void client_watch_start(struct conn *c, const struct client_req *r)
 	qbuf_init(&w->queued);
 	/* From here on the connection is a stream: busy for good. */
 	c->watch = w;
+	w->metrics = server_metrics(c->port->srv);
+	metrics_gauge_add(w->metrics, M_WATCHERS, 1);
 	c->refs++;
 	/* A read point first, so a watch begun on a follower starts from at
 	 * least what the cluster had committed when it was asked. */

@@ -31,7 +31,7 @@ static const struct flag flags[] = {
 	F("initial-cluster", STR, initial_cluster, "NAME=IP:PORT,... peer addresses of the voters"),
 	F("cluster-token", STR, cluster_token, "members only talk to the same token (default quorumfs)"),
 	F("join", STR, join, "client IP:PORT of a member: join that cluster as a learner"),
-	F("metrics-listen", STR, metrics_listen, "HOST:PORT for /metrics (not yet)"),
+	F("metrics-listen", STR, metrics_listen, "HOST:PORT for HTTP /metrics, /health, /readyz"),
 	F("heartbeat-ms", NUM, heartbeat_ms, "Raft heartbeat interval (default 100)"),
 	F("election-ms", NUM, election_ms, "Raft election timeout (default 1000)"),
 	F("request-timeout-ms", NUM, request_timeout_ms, "give up on a write after (default 5000)"),

@@ -1,5 +1,6 @@
 /*
- * The control directory /.quorumfs: `status` (JSON), `members`, `leases/ID`
+ * The control directory /.quorumfs: `status` (JSON), `members`, `metrics`
+ * (Prometheus text, metrics_page.c), `leases/ID`
  * (JSON; touch renews, rm revokes: lease.c), and `rev/N/`, a read-only view
  * of the whole tree as of revision N. It is reached by name
  * and not listed in the root, so `find` or `cp -r` of the mount does not walk
@@ -15,6 +16,7 @@
 #include "../common/errors.h"
 #include "../common/log.h"
 #include "fs.h"
+#include "metrics_page.h"
 
 #define REV_LISTED 100 /* `ls rev/` shows this many most recent revisions */
 
@@ -28,6 +30,7 @@ static const struct ctl_entry entries[] = {
 	{NODE_CTL_DIR, STORE_ROOT_INO, CTL_NAME, true},
 	{NODE_CTL_STATUS, NODE_CTL_DIR, "status", false},
 	{NODE_CTL_MEMBERS, NODE_CTL_DIR, "members", false},
+	{NODE_CTL_METRICS, NODE_CTL_DIR, "metrics", false},
 	{NODE_CTL_REV, NODE_CTL_DIR, "rev", true},
 	{NODE_CTL_LEASES, NODE_CTL_DIR, "leases", true},
 };
@@ -143,8 +146,8 @@ static int status_text(struct fs *fs, char *buf, size_t cap)
 
 static int members_text(struct fs *fs, char *buf, size_t cap)
 {
-	struct server_member m[16];
-	size_t n = server_members(fs->srv, m, 16);
+	struct server_member m[SERVER_MEMBERS_MAX];
+	size_t n = server_members(fs->srv, m, SERVER_MEMBERS_MAX);
 	int used = 0;
 
 	for (size_t i = 0; i < n && used >= 0 && (size_t)used < cap; i++)
@@ -154,6 +157,25 @@ static int members_text(struct fs *fs, char *buf, size_t cap)
 				 m[i].peer_addr[0] ? m[i].peer_addr : "-",
 				 m[i].client_addr[0] ? m[i].client_addr : "-");
 	return used < (int)cap ? used : (int)cap - 1;
+}
+
+static int metrics_open(struct fs *fs, uint64_t nodeid, struct handle **out)
+{
+	struct handle *h = fs_handle_new(nodeid, 0, NULL);
+	struct qbuf page;
+
+	if (!h)
+		return QFS_ENOMEM;
+	qbuf_init(&page);
+	metrics_page(fs->srv, &page);
+	if (qbuf_error(&page)) {
+		qbuf_close(&page);
+		fs_handle_free(fs, h);
+		return QFS_ENOMEM;
+	}
+	h->text = qbuf_take(&page, &h->text_len);
+	*out = h;
+	return 0;
 }
 
 int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out)
@@ -178,6 +200,8 @@ int ctl_open(struct fs *fs, uint64_t nodeid, struct handle **out)
 		*out = h;
 		return 0;
 	}
+	if (nodeid == NODE_CTL_METRICS)
+		return metrics_open(fs, nodeid, out);
 	if (nodeid == NODE_CTL_STATUS)
 		n = status_text(fs, buf, sizeof(buf));
 	else if (nodeid == NODE_CTL_MEMBERS)

@@ -36,6 +36,7 @@
 #define NODE_CTL_REV 4
 #define NODE_CTL_MEMBERS 5
 #define NODE_CTL_LEASES 6
+#define NODE_CTL_METRICS 7
 #define NODE_CTL_MAX 0xffff
 #define NODE_LEASE_BIT (1ull << 61)
 #define FS_LEASE_ID_MASK SERVER_LEASE_ID_MASK

@@ -237,8 +237,9 @@ static void reply_lookup(fuse_req_t req, int rv, const struct fuse_entry_param *
 		fuse_reply_entry(req, e);
 }
 
-/* A lookup that missed, waiting for a read point: the name may have been
- * created through another member and not be applied here yet. */
+/* A lookup that missed, waiting for a read point: the name (or the lease
+ * in /.quorumfs/leases) may have been created through another member and
+ * not be applied here yet. */
 struct deferred_lookup {
 	struct fs *fs;
 	fuse_req_t req;
@@ -269,7 +270,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rv = lookup_now(fs, parent, name, before, &e);
 
 	if (rv != QFS_ENOENT || replay || fs->cfg->consistency != CONSISTENCY_LINEARIZABLE ||
-	    fs_is_ctl(parent) || (parent & NODE_REV_BIT) ||
+	    (fs_is_ctl(parent) && parent != NODE_CTL_LEASES) || (parent & NODE_REV_BIT) ||
 	    server_reads_local(fs->srv) ||
 	    !(d = malloc(sizeof(*d) + strlen(name) + 1))) {
 		reply_lookup(req, rv, &e);

@@ -12,6 +12,7 @@
 #include "client_port.h"
 #include "config.h"
 #include "fs.h"
+#include "metrics_http.h"
 #include "replay.h"
 #include "server.h"
 
@@ -31,6 +32,7 @@ static int cmd_serve(int argc, char **argv)
 	struct config cfg;
 	struct server *srv = NULL;
 	struct client_port *port = NULL;
+	struct metrics_http *mh = NULL;
 	struct fs fs = {0};
 	bool mounted = false, clean = true;
 	int rv;
@@ -55,6 +57,8 @@ static int cmd_serve(int argc, char **argv)
 		goto out;
 	if (cfg.listen_client && (rv = client_port_create(srv, cfg.listen_client, &port)))
 		goto out;
+	if (cfg.metrics_listen && (rv = metrics_http_create(srv, cfg.metrics_listen, &mh)))
+		goto out;
 	if (cfg.mount) {
 		rv = fs_mount(&fs, srv, &cfg);
 		if (rv)
@@ -67,6 +71,8 @@ static int cmd_serve(int argc, char **argv)
 	rv = server_run(srv);
 	client_port_close(port);
 	port = NULL;
+	metrics_http_close(mh);
+	mh = NULL;
 	if (mounted)
 		clean = fs_wait(&fs);
 	LOG_INFO("stopped%s", rv ? " after a WAL failure" : "");
@@ -76,6 +82,7 @@ static int cmd_serve(int argc, char **argv)
 		fs_close(&fs);
 out:
 	client_port_close(port);
+	metrics_http_close(mh);
 	if (srv)
 		server_destroy(srv);
 	config_close(&cfg);

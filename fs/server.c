@@ -41,15 +41,21 @@ static void work_free(struct work *w)
 	free(w);
 }
 
-static void finish_proposal(struct work *w, int err, const struct store_result *res)
+static void finish_proposal(struct server *srv, struct work *w, int err,
+			    const struct store_result *res)
 {
+	metrics_add(srv->metrics, err ? M_PROPOSALS_FAILED : M_PROPOSALS_COMMITTED, 1);
+	if (!err)
+		metrics_observe_ns(srv->metrics, M_PROPOSAL_SECONDS, metrics_now_ns() - w->started_ns);
 	if (w->done)
 		w->done(w->arg, err, res);
 	work_free(w);
 }
 
-static void finish_read(struct work *w, int err)
+static void finish_read(struct server *srv, struct work *w, int err)
 {
+	if (err)
+		metrics_add(srv->metrics, M_READS_FAILED, 1);
 	w->read_done(w->arg, err);
 	work_free(w);
 }
@@ -77,8 +83,10 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 	struct work *w = NULL;
 	int fresh, type;
 
-	if (e->len < ENTRY_HEADER_SIZE) {
+	if (e->len < ENTRY_HEADER_SIZE) { /* the leader's empty entry of its term */
+		pthread_rwlock_wrlock(&srv->lock);
 		store_skip(srv->store, e->index);
+		pthread_rwlock_unlock(&srv->lock);
 		return;
 	}
 	type = e->data[1];
@@ -104,22 +112,26 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 	    res.revision != rev0)
 		srv->applied_cb(srv->applied_arg, e->data, e->len, &res);
 	if (w)
-		finish_proposal(w, 0, &res);
+		finish_proposal(srv, w, 0, &res);
 }
 
 static void apply_entry(struct server *srv, const struct raft_entry *e)
 {
+	uint64_t t0 = metrics_now_ns();
+
 	if (e->index <= store_applied_index(srv->store))
 		return; /* covered by a snapshot already loaded */
 	if (e->type == RAFT_ENTRY_NORMAL) {
 		apply_normal(srv, e);
-		return;
+	} else {
+		pthread_rwlock_wrlock(&srv->lock);
+		store_skip(srv->store, e->index);
+		pthread_rwlock_unlock(&srv->lock);
+		if (e->type == RAFT_ENTRY_CONF)
+			server_conf_apply(srv, e);
 	}
-	pthread_rwlock_wrlock(&srv->lock);
-	store_skip(srv->store, e->index);
-	pthread_rwlock_unlock(&srv->lock);
-	if (e->type == RAFT_ENTRY_CONF)
-		server_conf_apply(srv, e);
+	metrics_add(srv->metrics, M_ENTRIES_APPLIED, 1);
+	metrics_observe_ns(srv->metrics, M_APPLY_SECONDS, metrics_now_ns() - t0);
 }
 
 /* Answers read points whose index has been applied. */
@@ -132,7 +144,7 @@ static void serve_reads(struct server *srv)
 
 		if (w->read_index && w->read_index <= applied) {
 			*pp = w->next;
-			finish_read(w, 0);
+			finish_read(srv, w, 0);
 		} else {
 			pp = &w->next;
 		}
@@ -282,6 +294,8 @@ void server_ready_process(struct server *srv)
 			LOG_INFO("no leader (term %llu): electing one",
 				 (unsigned long long)rd.term);
 		new_leader = rd.soft_changed && rd.leader && rd.leader != srv->view.leader;
+		if (new_leader)
+			metrics_add(srv->metrics, M_LEADER_CHANGES, 1);
 		if (rd.soft_changed)
 			srv->leader_since =
 			    rd.role == RAFT_LEADER
@@ -342,6 +356,7 @@ static void on_peer_state(void *arg, uint64_t peer, enum transport_peer_state st
 {
 	struct server *srv = arg;
 
+	server_view_peer_state(srv, peer, state == TRANSPORT_PEER_CONNECTED);
 	if (state == TRANSPORT_PEER_RESET && peer == srv->view.leader) {
 		raft_leader_unreachable(srv->raft); /* a crashed leader: pre-vote now */
 		server_ready_process(srv);
@@ -397,9 +412,9 @@ static void on_wake(uv_async_t *h)
 		w->deadline = server_now_ms(srv) + srv->cfg->request_timeout_ms;
 		if (srv->wal_failed) {
 			if (w->kind == WORK_PROPOSE)
-				finish_proposal(w, QFS_EIO, NULL);
+				finish_proposal(srv, w, QFS_EIO, NULL);
 			else
-				finish_read(w, QFS_EIO);
+				finish_read(srv, w, QFS_EIO);
 			continue;
 		}
 		if (w->kind == WORK_PROPOSE) {
@@ -427,7 +442,7 @@ static void expire(struct server *srv)
 			LOG_WARN("request %llu: no commit within %llu ms (leader unreachable?)",
 				 (unsigned long long)w->id,
 				 (unsigned long long)srv->cfg->request_timeout_ms);
-			finish_proposal(w, QFS_ETIMEDOUT, NULL);
+			finish_proposal(srv, w, QFS_ETIMEDOUT, NULL);
 			continue;
 		}
 		if (now >= w->next_try)
@@ -439,7 +454,7 @@ static void expire(struct server *srv)
 
 		if (now >= w->deadline) {
 			*pp = w->next;
-			finish_read(w, QFS_ETIMEDOUT);
+			finish_read(srv, w, QFS_ETIMEDOUT);
 			continue;
 		}
 		if (!w->read_index && now >= w->next_try)
@@ -514,6 +529,7 @@ static int propose(struct server *srv, struct entry *e, bool from_mount, server_
 		return rv;
 	}
 	w->kind = WORK_PROPOSE;
+	w->started_ns = metrics_now_ns();
 	w->from_mount = from_mount;
 	w->data = qbuf_take(&buf, &w->len);
 	w->id = e->request_id;
@@ -564,13 +580,13 @@ void server_stop_finish(struct server *srv)
 		struct work *w = srv->proposals;
 
 		srv->proposals = w->next;
-		finish_proposal(w, QFS_EIO, NULL);
+		finish_proposal(srv, w, QFS_EIO, NULL);
 	}
 	while (srv->reads) {
 		struct work *w = srv->reads;
 
 		srv->reads = w->next;
-		finish_read(w, QFS_ESHUTDOWN);
+		finish_read(srv, w, QFS_ESHUTDOWN);
 	}
 	server_member_ops_fail(srv, QFS_ESHUTDOWN);
 	srv->stopped = true;
@@ -649,11 +665,13 @@ int server_create(const struct config *cfg, struct server **out)
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_rwlock_init(&srv->lock, NULL);
 	uv_loop_init(&srv->loop);
-	if ((rv = server_data_dir_open(srv)) || (rv = store_create(&scfg, &srv->store)))
+	if ((rv = metrics_create(&srv->metrics)) || (rv = server_data_dir_open(srv)) ||
+	    (rv = store_create(&scfg, &srv->store)))
 		goto err;
 	if ((rv = server_recover(srv, &wal)))
 		goto err;
-	if ((rv = syncer_create(&srv->loop, cfg->data_dir, wal, on_durable, srv, &srv->syncer))) {
+	if ((rv = syncer_create(&srv->loop, cfg->data_dir, wal, srv->metrics, on_durable, srv,
+				&srv->syncer))) {
 		wal_close(wal);
 		goto err;
 	}
@@ -696,6 +714,7 @@ err:
 	raft_dedup_close(&srv->dedup);
 	pthread_rwlock_destroy(&srv->lock);
 	pthread_mutex_destroy(&srv->mu);
+	metrics_destroy(srv->metrics);
 	free(srv);
 	return rv;
 }
@@ -723,6 +742,7 @@ void server_destroy(struct server *srv)
 	close(srv->lock_fd);
 	pthread_rwlock_destroy(&srv->lock);
 	pthread_mutex_destroy(&srv->mu);
+	metrics_destroy(srv->metrics);
 	free(srv);
 }
 
@@ -761,4 +781,9 @@ const struct config *server_config(const struct server *srv)
 uv_loop_t *server_loop(struct server *srv)
 {
 	return &srv->loop;
+}
+
+struct metrics *server_metrics(struct server *srv)
+{
+	return srv->metrics;
 }

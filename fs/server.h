@@ -115,7 +115,10 @@ struct server_member {
 	char client_addr[SERVER_ADDR_MAX + 1]; /* --listen-client, "" if none */
 	bool voter;                            /* false: learner */
 	bool leader;
+	bool connected; /* our link to it is up (false for this member) */
 };
+
+#define SERVER_MEMBERS_MAX 16 /* voters + learners (RAFT_MAX_MEMBERS) */
 
 /* The current configuration, sorted by name. Returns how many members were
  * written (at most max). Any thread. */
@@ -162,5 +165,9 @@ int64_t server_lease_min_ttl_ms(const struct server *srv);
 
 /* The loop, for the client port's handles. */
 uv_loop_t *server_loop(struct server *srv);
+
+/* The member's counters and histograms (common/metrics.h): any thread adds
+ * to them; valid until server_destroy(). */
+struct metrics *server_metrics(struct server *srv);
 
 #endif

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "../common/codec.h"
+#include "../common/metrics.h"
 #include "../raft/dedup.h"
 #include "../raft/raft.h"
 #include "../raft/transport.h"
@@ -49,6 +50,7 @@ struct work {
 	uint8_t *data; /* PROPOSE: the encoded entry */
 	size_t len;
 	uint64_t id;		     /* PROPOSE: request id; READ: read context */
+	uint64_t started_ns;	     /* PROPOSE: when proposed (metrics_now_ns) */
 	uint64_t read_index;	     /* READ: 0 until the leader answered */
 	bool from_mount;	     /* PROPOSE: the local kernel saw this change */
 	uint64_t deadline, next_try; /* loop time, ms */
@@ -76,6 +78,8 @@ struct view {
 	bool learner;
 	uint64_t term, leader, commit;
 	struct raft_members members;
+	uint64_t connected[RAFT_MAX_MEMBERS]; /* peers our link to is up */
+	size_t nconnected;
 };
 
 struct server {
@@ -83,6 +87,7 @@ struct server {
 	const struct config *cfg;
 	uint64_t member_id, cluster_id;
 	int lock_fd; /* holds the data dir's LOCK (server_recover.c) */
+	struct metrics *metrics; /* any thread adds to it */
 
 	/* The loop and its handles. wake is the only one other threads use
 	 * (uv_async_send() under mu). */
@@ -141,7 +146,7 @@ struct server {
 	bool compact_pending;
 
 	/* Lease keeper (server_lease.c). */
-	bool expiring; /* a lease expiry round is in flight */
+	size_t expiring; /* leases in the expiry round in flight; 0 = none */
 
 	/* Stop and hooks (server.c). */
 	bool stopped;
@@ -223,5 +228,7 @@ int server_recover(struct server *srv, struct wal **wal);
 /* ---- server_view.c ------------------------------------------------------- */
 /* Copies the core's status and the book into the view. */
 void server_view_refresh(struct server *srv);
+/* Records whether our link to peer is up (transport peer states). */
+void server_view_peer_state(struct server *srv, uint64_t peer, bool up);
 
 #endif

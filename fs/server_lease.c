@@ -10,6 +10,7 @@
  * thread; server_lease_id_new() and server_lease_min_ttl_ms() are for any
  * thread.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
@@ -52,9 +53,11 @@ static void expiry_done(void *arg, int err, const struct store_result *res)
 {
 	struct server *srv = arg;
 
-	srv->expiring = false;
 	if (err || res->err)
 		LOG_WARN("lease expiry: %s", qfs_strerror(err ? err : res->err));
+	else
+		metrics_add(srv->metrics, M_LEASES_EXPIRED, srv->expiring);
+	srv->expiring = 0;
 }
 
 static void expiry_confirmed(void *arg, int err)
@@ -66,13 +69,14 @@ static void expiry_confirmed(void *arg, int err)
 	if (!err && srv->view.role == RAFT_LEADER) {
 		e.txn.then_ops = x->ops;
 		e.txn.nthen = x->n;
+		srv->expiring = x->n;
 		err = server_propose(srv, &e, expiry_done, srv);
 	} else if (!err) {
 		err = QFS_ENOTLEADER;
 	}
 	if (err) {
 		LOG_DEBUG("lease expiry round dropped: %s", qfs_strerror(err));
-		srv->expiring = false;
+		srv->expiring = 0;
 	}
 	free(x->ops);
 	free(x);
@@ -96,7 +100,7 @@ void server_leases_expire(struct server *srv)
 		free(x);
 		return;
 	}
-	srv->expiring = true;
+	srv->expiring = SIZE_MAX; /* until the round's leases are known */
 }
 
 /* ---- Lease ids and ttls -------------------------------------------------- */

@@ -111,6 +111,7 @@ static void snapshot_done(uv_work_t *w, int status)
 		raft_compact(srv->raft, index, srv->snapshot_image.data, srv->snapshot_image.len,
 			     keep);
 		syncer_compact(srv->syncer, index);
+		metrics_add(srv->metrics, M_SNAPSHOTS, 1);
 		LOG_INFO("snapshot at index %llu written", (unsigned long long)index);
 	}
 	qbuf_close(&srv->snapshot_image);

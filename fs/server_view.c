@@ -12,6 +12,8 @@
 #include "../common/errors.h"
 #include "server_impl.h"
 
+_Static_assert(SERVER_MEMBERS_MAX == RAFT_MAX_MEMBERS, "server_members() can list them all");
+
 void server_view_refresh(struct server *srv)
 {
 	struct raft_status st;
@@ -30,6 +32,30 @@ void server_view_refresh(struct server *srv)
 	}
 	srv->book_view = srv->book;
 	pthread_mutex_unlock(&srv->mu);
+}
+
+void server_view_peer_state(struct server *srv, uint64_t peer, bool up)
+{
+	struct view *v = &srv->view;
+	size_t i = 0;
+
+	pthread_mutex_lock(&srv->mu);
+	while (i < v->nconnected && v->connected[i] != peer)
+		i++;
+	if (up && i == v->nconnected && i < RAFT_MAX_MEMBERS)
+		v->connected[v->nconnected++] = peer;
+	else if (!up && i < v->nconnected)
+		v->connected[i] = v->connected[--v->nconnected];
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static bool connected(const struct view *v, uint64_t peer)
+{
+	for (size_t i = 0; i < v->nconnected; i++) {
+		if (v->connected[i] == peer)
+			return true;
+	}
+	return false;
 }
 
 static const char *role_name(const struct view *v)
@@ -84,6 +110,7 @@ static void fill_member(const struct view *v, const struct book *b, const struct
 	out->id = m->id;
 	out->voter = m->voter;
 	out->leader = m->id == v->leader;
+	out->connected = connected(v, m->id);
 	if (e) {
 		snprintf(out->name, sizeof(out->name), "%s", e->name);
 		snprintf(out->peer_addr, sizeof(out->peer_addr), "%s", e->peer);

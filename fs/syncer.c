@@ -11,6 +11,7 @@
 
 #include "../common/errors.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "../store/snapfile.h"
 #include "syncer.h"
 
@@ -31,6 +32,7 @@ struct syncer {
 	struct wal *wal;
 	syncer_durable_cb cb;
 	void *cb_arg;
+	struct metrics *metrics;
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -66,6 +68,16 @@ static int install(struct syncer *s, struct job *j)
 	return wal_write(s->wal, &mark, 1);
 }
 
+/* One group commit: the records written and fdatasync'ed, timed. */
+static int commit(struct syncer *s, const struct wal_record *recs, size_t n)
+{
+	uint64_t t0 = metrics_now_ns();
+	int rv = wal_write(s->wal, recs, n);
+
+	metrics_observe_ns(s->metrics, M_FSYNC_SECONDS, metrics_now_ns() - t0);
+	return rv;
+}
+
 /* Writes a run of jobs: records of consecutive jobs go in one wal_write. */
 static int write_jobs(struct syncer *s, struct job *j)
 {
@@ -76,7 +88,7 @@ static int write_jobs(struct syncer *s, struct job *j)
 	for (; j && rv == 0; j = j->next) {
 		if (j->image) {
 			if (n)
-				rv = wal_write(s->wal, all, n);
+				rv = commit(s, all, n);
 			n = 0;
 			if (rv == 0)
 				rv = install(s, j);
@@ -96,7 +108,7 @@ static int write_jobs(struct syncer *s, struct job *j)
 		n += j->n;
 	}
 	if (rv == 0 && n)
-		rv = wal_write(s->wal, all, n);
+		rv = commit(s, all, n);
 	free(all);
 	return rv;
 }
@@ -162,8 +174,8 @@ static void on_async(uv_async_t *h)
 	s->cb(s->cb_arg, durable, err);
 }
 
-int syncer_create(uv_loop_t *loop, const char *dir, struct wal *wal, syncer_durable_cb cb,
-		  void *arg, struct syncer **out)
+int syncer_create(uv_loop_t *loop, const char *dir, struct wal *wal, struct metrics *metrics,
+		  syncer_durable_cb cb, void *arg, struct syncer **out)
 {
 	struct syncer *s = calloc(1, sizeof(*s));
 
@@ -173,6 +185,7 @@ int syncer_create(uv_loop_t *loop, const char *dir, struct wal *wal, syncer_dura
 	s->wal = wal;
 	s->cb = cb;
 	s->cb_arg = arg;
+	s->metrics = metrics;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (uv_async_init(loop, &s->async, on_async) != 0)

@@ -26,10 +26,13 @@ struct syncer;
  * the last durable write will ever become durable. */
 typedef void (*syncer_durable_cb)(void *arg, uint64_t seq, int err);
 
+struct metrics;
+
 /* Takes ownership of wal (closed by syncer_destroy). dir is the data dir
- * (for snapshot files; copied). */
-int syncer_create(uv_loop_t *loop, const char *dir, struct wal *wal, syncer_durable_cb cb,
-		  void *arg, struct syncer **out);
+ * (for snapshot files; copied). Each group commit is timed into metrics
+ * (borrowed; may be NULL). */
+int syncer_create(uv_loop_t *loop, const char *dir, struct wal *wal, struct metrics *metrics,
+		  syncer_durable_cb cb, void *arg, struct syncer **out);
 
 struct syncer_snapshot {
 	uint64_t index, term;

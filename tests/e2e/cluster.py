@@ -237,14 +237,16 @@ class Cluster:
 
     def start(self, n=3, extra=(), opts=None):
         """Starts n1..nN as the initial cluster and waits for every mount and a
-        leader. extra: more serve flags for every member; opts: {name: -o OPTS}."""
+        leader. extra: more serve flags for every member, or {name: flags};
+        opts: {name: -o OPTS}."""
         opts = opts or {}
         names = [f"n{i}" for i in range(1, n + 1)]
         for i, name in enumerate(names, 1):
             self.index[name] = i
         initial = ",".join(f"{nm}={self.peer(nm)}" for nm in names)
         for i, name in enumerate(names, 1):
-            self._create(name, i, ["--initial-cluster", initial], opts.get(name), extra)
+            self._create(name, i, ["--initial-cluster", initial], opts.get(name),
+                         extra.get(name, ()) if isinstance(extra, dict) else extra)
         for name in names:
             self.ms[name].spawn()
         for name in names:
