@@ -105,7 +105,7 @@ static void member_failed(struct op *op, int err, bool promoting)
 		break;
 	default:
 		snprintf(msg, sizeof(msg), "%s",
-			 err == QFS_ETIMEDOUT ? "request timed out: no quorum or leader unreachable"
+			 err == QFS_ETIMEDOUT ? CONN_TIMEOUT_MSG
 					      : qfs_strerror(err));
 		break;
 	}

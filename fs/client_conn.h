@@ -29,6 +29,8 @@
 #include "client_proto.h"
 
 #define CONN_NAME_MAX 64
+/* What a client is told when the cluster did not answer in time. */
+#define CONN_TIMEOUT_MSG "request timed out: no quorum or leader unreachable"
 
 struct watch; /* client_watch.c */
 

@@ -170,7 +170,7 @@ void conn_respond_err(struct conn *c, uint8_t type, int err)
 	const char *msg = qfs_strerror(err);
 
 	if (err == QFS_ETIMEDOUT)
-		msg = "request timed out: no quorum or leader unreachable";
+		msg = CONN_TIMEOUT_MSG;
 	conn_respond_err_msg(c, type, err, msg);
 }
 

@@ -17,7 +17,8 @@
  * WATCH_STUCK_MS while it lags more than max_lag revisions (half the
  * auto-compaction window: its next revision is still there for a while, so
  * the client can resume from it) is cancelled with an error frame. The
- * connection closes once that frame is written, or after WATCH_LINGER_MS.
+ * connection closes once that frame is written, or at the first revision
+ * applied after WATCH_LINGER_MS (cancelling takes writes, so one comes).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -321,7 +322,7 @@ static void on_watch_ready(void *arg, int err)
 		goto out;
 	if (err) {
 		snprintf(msg, sizeof(msg), "%s",
-			 err == QFS_ETIMEDOUT ? "request timed out: no quorum or leader unreachable"
+			 err == QFS_ETIMEDOUT ? CONN_TIMEOUT_MSG
 					      : qfs_strerror(err));
 		watch_end(c, err, msg);
 		goto flush;

@@ -257,8 +257,9 @@ int server_recover(struct server *srv, struct wal **out)
 			goto out;
 	} else if (fresh && (rv = join(srv))) {
 		goto out;
-	} else if (fresh || !book_find(&srv->book, srv->member_id)) {
-		initial_members(srv, &init); /* addresses to reach peers until published */
+	} else if (!fresh && !book_find(&srv->book, srv->member_id) &&
+		   (rv = initial_members(srv, &init))) { /* addresses until published */
+		goto out;
 	}
 	LOG_INFO("recovered: snapshot index %llu, %zu log entries, term %llu",
 		 (unsigned long long)snap.index, r.n, (unsigned long long)r.hs.term);
