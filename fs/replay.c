@@ -185,7 +185,9 @@ static int perform(const struct replay_step *s)
 			  s->mode & 07777);
 		if (fd < 0)
 			return -errno;
-		if (ftruncate(fd, (off_t)s->size) != 0) /* IN_MODIFY */
+		/* IN_MODIFY, except for a new empty file: created by open, like
+		 * a local `: > f`, it was never modified. */
+		if ((s->kind == REPLAY_MODIFY || s->size) && ftruncate(fd, (off_t)s->size) != 0)
 			rv = -errno;
 		close(fd); /* IN_CLOSE_WRITE */
 		return rv;
