@@ -36,7 +36,9 @@
 	X(M_APPLY_SECONDS, HISTOGRAM, "server_apply_duration_seconds",                       \
 	  "Time to apply one committed entry to the store.")                                \
 	X(M_PROPOSAL_SECONDS, HISTOGRAM, "server_proposal_duration_seconds",                 \
-	  "Time from proposing a change through this member to its being applied here.")
+	  "Time from proposing a change through this member to its being applied here.")    \
+	X(M_PEER_RTT_SECONDS, HISTOGRAM, "network_peer_round_trip_time_seconds",             \
+	  "Heartbeat round trips from this member, as leader, to its peers.")
 
 enum metric_id {
 #define QFS_METRIC_ENUM(id, kind, name, help) id,

@@ -67,4 +67,14 @@ void metrics_page(struct server *srv, struct qbuf *out)
 			      shown++ ? NULL : "1 while this member is connected to the peer.", labels,
 			      m[i].connected);
 	}
+	for (size_t i = 0, shown = 0; i < n; i++) {
+		if (m[i].id == st.member_id)
+			continue;
+		snprintf(labels, sizeof(labels), "peer=\"%s\"", m[i].name);
+		metrics_gauge(out, "network_peer_last_round_trip_seconds",
+			      shown++ ? NULL
+				      : "The last heartbeat round trip to the peer, measured while "
+					"leader (0: none yet).",
+			      labels, (double)m[i].rtt_ns / 1e9);
+	}
 }

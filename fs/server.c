@@ -161,8 +161,10 @@ static void send_msgs(struct server *srv, const struct raft_msg *msgs, size_t n)
 		if (!srv->transport)
 			return;
 		qbuf_init(&b);
-		if (raft_msg_encode(&msgs[i], &b) == 0)
-			transport_send(srv->transport, msgs[i].to, FRAME_RAFT, b.data, b.len);
+		if (raft_msg_encode(&msgs[i], &b) == 0 &&
+		    transport_send(srv->transport, msgs[i].to, FRAME_RAFT, b.data, b.len) == 0 &&
+		    msgs[i].type == RAFT_MSG_HEARTBEAT)
+			server_view_heartbeat_sent(srv, msgs[i].to);
 		qbuf_close(&b); /* a dropped message is retransmitted by Raft */
 	}
 }
@@ -346,6 +348,8 @@ static void on_frame(void *arg, uint64_t from, uint8_t type, const uint8_t *p, s
 		return;
 	}
 	feed_clock(srv);
+	if (m.from == from && m.type == RAFT_MSG_HEARTBEAT_RESP)
+		server_view_heartbeat_answered(srv, from);
 	if (m.from == from)
 		raft_step(srv->raft, &m);
 	raft_msg_free(&m);

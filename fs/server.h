@@ -115,7 +115,8 @@ struct server_member {
 	char client_addr[SERVER_ADDR_MAX + 1]; /* --listen-client, "" if none */
 	bool voter;                            /* false: learner */
 	bool leader;
-	bool connected; /* our link to it is up (false for this member) */
+	bool connected;	 /* our link to it is up (false for this member) */
+	uint64_t rtt_ns; /* last heartbeat round trip, measured by a leader; 0 = none */
 };
 
 #define SERVER_MEMBERS_MAX 16 /* voters + learners (RAFT_MAX_MEMBERS) */

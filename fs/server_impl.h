@@ -78,8 +78,14 @@ struct view {
 	bool learner;
 	uint64_t term, leader, commit;
 	struct raft_members members;
-	uint64_t connected[RAFT_MAX_MEMBERS]; /* peers our link to is up */
-	size_t nconnected;
+	/* Peers heard of through the transport (server_view.c). */
+	struct view_peer {
+		uint64_t id;
+		bool up;	   /* our link to it is up */
+		uint64_t probe_ns; /* a heartbeat sent, not yet answered (0: none) */
+		uint64_t rtt_ns;   /* the last heartbeat round trip (leader only) */
+	} peers[RAFT_MAX_MEMBERS];
+	size_t npeers;
 };
 
 struct server {
@@ -230,5 +236,9 @@ int server_recover(struct server *srv, struct wal **wal);
 void server_view_refresh(struct server *srv);
 /* Records whether our link to peer is up (transport peer states). */
 void server_view_peer_state(struct server *srv, uint64_t peer, bool up);
+/* A heartbeat went to peer / its answer came back: the round trip is
+ * measured from the oldest unanswered heartbeat. */
+void server_view_heartbeat_sent(struct server *srv, uint64_t peer);
+void server_view_heartbeat_answered(struct server *srv, uint64_t peer);
 
 #endif

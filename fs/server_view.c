@@ -34,28 +34,70 @@ void server_view_refresh(struct server *srv)
 	pthread_mutex_unlock(&srv->mu);
 }
 
+/* The peer's slot (added if new and there is room), or NULL. Under mu. */
+static struct view_peer *peer_slot(struct view *v, uint64_t id)
+{
+	for (size_t i = 0; i < v->npeers; i++) {
+		if (v->peers[i].id == id)
+			return &v->peers[i];
+	}
+	if (v->npeers == RAFT_MAX_MEMBERS) { /* reuse the slot of a link that is down */
+		for (size_t i = 0; i < v->npeers; i++) {
+			if (!v->peers[i].up) {
+				v->peers[i] = (struct view_peer){.id = id};
+				return &v->peers[i];
+			}
+		}
+		return NULL;
+	}
+	v->peers[v->npeers] = (struct view_peer){.id = id};
+	return &v->peers[v->npeers++];
+}
+
 void server_view_peer_state(struct server *srv, uint64_t peer, bool up)
 {
-	struct view *v = &srv->view;
-	size_t i = 0;
+	struct view_peer *p;
 
 	pthread_mutex_lock(&srv->mu);
-	while (i < v->nconnected && v->connected[i] != peer)
-		i++;
-	if (up && i == v->nconnected && i < RAFT_MAX_MEMBERS)
-		v->connected[v->nconnected++] = peer;
-	else if (!up && i < v->nconnected)
-		v->connected[i] = v->connected[--v->nconnected];
+	if ((p = peer_slot(&srv->view, peer))) {
+		p->up = up;
+		p->probe_ns = 0;
+	}
 	pthread_mutex_unlock(&srv->mu);
 }
 
-static bool connected(const struct view *v, uint64_t peer)
+void server_view_heartbeat_sent(struct server *srv, uint64_t peer)
 {
-	for (size_t i = 0; i < v->nconnected; i++) {
-		if (v->connected[i] == peer)
-			return true;
+	struct view_peer *p;
+
+	pthread_mutex_lock(&srv->mu);
+	if ((p = peer_slot(&srv->view, peer)) && !p->probe_ns)
+		p->probe_ns = metrics_now_ns();
+	pthread_mutex_unlock(&srv->mu);
+}
+
+void server_view_heartbeat_answered(struct server *srv, uint64_t peer)
+{
+	struct view_peer *p;
+	uint64_t rtt = 0;
+
+	pthread_mutex_lock(&srv->mu);
+	if ((p = peer_slot(&srv->view, peer)) && p->probe_ns) {
+		rtt = p->rtt_ns = metrics_now_ns() - p->probe_ns;
+		p->probe_ns = 0;
 	}
-	return false;
+	pthread_mutex_unlock(&srv->mu);
+	if (rtt)
+		metrics_observe_ns(srv->metrics, M_PEER_RTT_SECONDS, rtt);
+}
+
+static const struct view_peer *peer_find(const struct view *v, uint64_t id)
+{
+	for (size_t i = 0; i < v->npeers; i++) {
+		if (v->peers[i].id == id)
+			return &v->peers[i];
+	}
+	return NULL;
 }
 
 static const char *role_name(const struct view *v)
@@ -105,12 +147,16 @@ static void fill_member(const struct view *v, const struct book *b, const struct
 			struct server_member *out)
 {
 	const struct book_entry *e = book_find(b, m->id);
+	const struct view_peer *p;
 
 	memset(out, 0, sizeof(*out));
 	out->id = m->id;
 	out->voter = m->voter;
 	out->leader = m->id == v->leader;
-	out->connected = connected(v, m->id);
+	if ((p = peer_find(v, m->id))) {
+		out->connected = p->up;
+		out->rtt_ns = p->rtt_ns;
+	}
 	if (e) {
 		snprintf(out->name, sizeof(out->name), "%s", e->name);
 		snprintf(out->peer_addr, sizeof(out->peer_addr), "%s", e->peer);

@@ -149,6 +149,16 @@ def test_health_without_quorum(cluster):
         assert wait_until(lambda p=p: get(p, "/health")[0] == 200, 5), n
     leader = c.leader()
     others = [n for n in ports if n != leader]
+    # The leader times its heartbeats to each peer.
+    page = {}
+
+    def measured():
+        page.update(parse(get(ports[leader], "/metrics")[2].decode()))
+        return all(page['quorumfs_network_peer_last_round_trip_seconds{peer="%s"}' % n] > 0
+                   for n in others)
+    assert wait_until(measured, 5), page
+    assert page["quorumfs_network_peer_round_trip_time_seconds_count"] > 0
+    assert all(page['quorumfs_network_peer_connected{peer="%s"}' % n] == 1 for n in others)
     c.kill9(others[0])
     c.kill9(leader)
     last = others[1]
