@@ -343,7 +343,12 @@ static void on_frame(void *arg, uint64_t from, uint8_t type, const uint8_t *p, s
 		server_shutdown(srv);
 		return;
 	}
-	if (type != FRAME_RAFT || raft_msg_decode(p, len, &m) != 0) {
+	if (type != FRAME_RAFT) {
+		LOG_WARN("frame of type %u from %llx dropped (%s)", type, (unsigned long long)from,
+			 type == FRAME_REMOVED ? "a removal notice from a non-member" : "unknown type");
+		return;
+	}
+	if (raft_msg_decode(p, len, &m) != 0) {
 		LOG_WARN("malformed Raft message from %llx dropped", (unsigned long long)from);
 		return;
 	}
