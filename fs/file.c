@@ -309,22 +309,22 @@ static void open_now(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* An open waiting for its linearizable read point (SPEC 3.3). */
 struct deferred_open {
-	struct fs *fs;
 	fuse_req_t req;
 	fuse_ino_t ino;
 	struct fuse_file_info fi;
+	fs_open_fn fn;
 };
 
 static void deferred_open_run(void *arg)
 {
 	struct deferred_open *d = arg;
 
-	open_now(d->req, d->ino, &d->fi);
+	d->fn(d->req, d->ino, &d->fi);
 	free(d);
 }
 
 /* Loop thread: the read point is applied. The open is answered after the
- * invalidations those entries queued, so the kernel sees the new value. */
+ * invalidations those entries queued, so the kernel sees the new state. */
 static void deferred_open_ready(void *arg, int err)
 {
 	struct deferred_open *d = arg;
@@ -334,13 +334,36 @@ static void deferred_open_ready(void *arg, int err)
 		free(d);
 		return;
 	}
-	inval_call(d->fs->inval, deferred_open_run, d);
+	inval_call(FS(d->req)->inval, deferred_open_run, d);
+}
+
+void fs_open_at_read_point(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+			   fs_open_fn fn)
+{
+	struct fs *fs = FS(req);
+	struct deferred_open *d;
+	int rv;
+
+	if (fs->cfg->consistency != CONSISTENCY_LINEARIZABLE || fs_is_ctl(ino) ||
+	    (ino & (NODE_REV_BIT | NODE_PENDING_BIT)) || server_reads_local(fs->srv)) {
+		fn(req, ino, fi);
+		return;
+	}
+	if (!(d = malloc(sizeof(*d)))) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	*d = (struct deferred_open){req, ino, *fi, fn};
+	rv = server_read_barrier(fs->srv, deferred_open_ready, d);
+	if (rv) {
+		free(d);
+		fs_reply_qfs_err(req, rv);
+	}
 }
 
 void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
-	struct deferred_open *d;
 	struct target t;
 	uint64_t before;
 	int rv;
@@ -357,22 +380,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			reply_open_handle(req, fi, (struct handle *)fi->fh);
 		return;
 	}
-
-	if (fs->cfg->consistency != CONSISTENCY_LINEARIZABLE || fs_is_ctl(ino) || ino == 1 ||
-	    (ino & (NODE_REV_BIT | NODE_PENDING_BIT)) || server_reads_local(fs->srv)) {
-		open_now(req, ino, fi);
-		return;
-	}
-	if (!(d = malloc(sizeof(*d)))) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	*d = (struct deferred_open){fs, req, ino, *fi};
-	rv = server_read_barrier(fs->srv, deferred_open_ready, d);
-	if (rv) {
-		free(d);
-		fs_reply_qfs_err(req, rv);
-	}
+	fs_open_at_read_point(req, ino, fi, open_now);
 }
 
 /* ---- read / write ------------------------------------------------------------ */

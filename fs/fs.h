@@ -195,6 +195,13 @@ void fs_commit(struct fs *fs, const struct commit_req *cr, const struct store_tx
 void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi);
 void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Runs fn(req, ino, fi) once this member has a linearizable read point
+ * (SPEC 3.3) and, on the invalidation thread, after the kernel dropped what
+ * the entries up to it changed; at once where reads are local anyway
+ * (serializable mount, /.quorumfs, the revision view, a lone voter). */
+typedef void (*fs_open_fn)(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_open_at_read_point(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+			   fs_open_fn fn);
 void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 	      struct fuse_file_info *fi);

@@ -941,7 +941,7 @@ static int fill_child(void *arg, const struct store_kv *kv)
 	return 0;
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void opendir_now(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	struct dirh *d = calloc(1, sizeof(*d));
@@ -970,6 +970,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		free(d);
+}
+
+/* A listing starts from a linearizable read point, like a file's open: `ls`
+ * anywhere shows what every returned change made. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fs_open_at_read_point(req, ino, fi, opendir_now);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
