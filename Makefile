@@ -7,7 +7,8 @@ PYTHON := /usr/bin/python3
 PKGS := fuse3 libuv zlib openssl
 
 DEB_PACKAGES := gcc make pkg-config libfuse3-dev fuse3 libuv1-dev libssl-dev zlib1g-dev \
-	libbsd-dev libcmocka-dev python3-pytest inotify-tools attr nftables iproute2 psmisc
+	libbsd-dev libcmocka-dev python3-pytest inotify-tools attr nftables iproute2 psmisc \
+	openssl util-linux
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Werror
 BASE_CFLAGS := -std=gnu11 $(WARN) -MMD -MP -D_GNU_SOURCE -g -pthread

@@ -10,9 +10,12 @@
 #include <string.h>
 
 #include "../common/errors.h"
+#include "../raft/transport.h"
 #include "config.h"
 
-enum kind { STR, SIZE, NUM };
+/* BOOL flags take no value on the command line (`--flag`, or
+ * `--flag=true|false`); in a --config file `flag = true|false`. */
+enum kind { STR, SIZE, NUM, BOOL };
 
 struct flag {
 	const char *name;
@@ -42,6 +45,11 @@ static const struct flag flags[] = {
 	  "keep the last N revisions (default 100000, 0 = never)"),
 	F("log-level", STR, log_level, "debug|info|warn|error (default info)"),
 	F("log-format", STR, log_format, "text|json (default text)"),
+	F("peer-cert", STR, peer_cert, "PEM certificate this member shows its peers (mutual TLS)"),
+	F("peer-key", STR, peer_key, "PEM private key of --peer-cert"),
+	F("peer-ca", STR, peer_ca, "PEM CA(s) a peer's certificate must chain to"),
+	F("insecure-plaintext", BOOL, insecure_plaintext,
+	  "allow plain TCP peer traffic on a non-loopback --listen-peer"),
 };
 #undef F
 
@@ -128,6 +136,18 @@ static int set_option(struct config *c, const char *key, const char *value, cons
 			*(char **)field = copy;
 			return 0;
 		}
+		if (f->kind == BOOL) {
+			bool on = strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
+
+			if (!on && strcmp(value, "false") != 0 && strcmp(value, "0") != 0) {
+				fprintf(stderr,
+					"quorumfs: %s: --%s wants true or false, got '%s'\n", where,
+					key, value);
+				return QFS_EINVAL;
+			}
+			*(bool *)field = on;
+			return 0;
+		}
 		if (parse_number(value, f->kind == SIZE, field) != 0) {
 			fprintf(stderr, "quorumfs: %s: --%s wants a %s, got '%s'\n", where, key,
 				f->kind == SIZE ? "size (e.g. 1048576 or 1M)" : "number", value);
@@ -138,6 +158,14 @@ static int set_option(struct config *c, const char *key, const char *value, cons
 	fprintf(stderr, "quorumfs: %s: unknown option '%s' (see quorumfs serve --help)\n", where,
 		key);
 	return QFS_EINVAL;
+}
+
+static bool flag_is_bool(const char *name)
+{
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (strcmp(flags[i].name, name) == 0)
+			return flags[i].kind == BOOL;
+	return false;
 }
 
 static char *trim(char *s)
@@ -227,6 +255,58 @@ static int parse_mount_opts(struct config *c, const char *opts)
 	return rv;
 }
 
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.x.x. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* SPEC §6: peer certificates come as a set; without them, peers are
+ * heard only on loopback unless plain TCP is asked for by name. */
+static int check_peer_security(const struct config *c)
+{
+	int given = !!c->peer_cert + !!c->peer_key + !!c->peer_ca;
+	struct sockaddr_storage ss;
+
+	if (given > 0 && given < 3) {
+		fprintf(stderr,
+			"quorumfs: --peer-cert, --peer-key and --peer-ca go together: %s%s%s"
+			"missing\n",
+			c->peer_cert ? "" : "--peer-cert ", c->peer_key ? "" : "--peer-key ",
+			c->peer_ca ? "" : "--peer-ca ");
+		return QFS_EINVAL;
+	}
+	if (given == 3 && c->insecure_plaintext) {
+		fprintf(stderr, "quorumfs: --insecure-plaintext contradicts --peer-cert/--peer-key/"
+				"--peer-ca: give one or the other\n");
+		return QFS_EINVAL;
+	}
+	if (given == 3 || c->insecure_plaintext || !c->listen_peer)
+		return 0;
+	if (transport_addr_parse(c->listen_peer, &ss) != 0) {
+		fprintf(stderr, "quorumfs: --listen-peer %s: want IPV4:PORT or [IPV6]:PORT\n",
+			c->listen_peer);
+		return QFS_EINVAL;
+	}
+	if (!is_loopback(&ss)) {
+		fprintf(stderr,
+			"quorumfs: --listen-peer %s is not a loopback address: give --peer-cert, "
+			"--peer-key and --peer-ca for mutual TLS between members, or "
+			"--insecure-plaintext to accept plain TCP from anyone who can reach it\n",
+			c->listen_peer);
+		return QFS_EINVAL;
+	}
+	return 0;
+}
+
 int config_parse_serve(struct config *c, int argc, char **argv)
 {
 	int rv = 0;
@@ -258,6 +338,9 @@ int config_parse_serve(struct config *c, int argc, char **argv)
 		if (value) {
 			snprintf(key, sizeof(key), "%.*s", (int)(value - arg), arg);
 			value++;
+		} else if (flag_is_bool(arg)) {
+			snprintf(key, sizeof(key), "%s", arg);
+			value = "true";
 		} else {
 			snprintf(key, sizeof(key), "%s", arg);
 			if (i + 1 >= argc) {
@@ -303,5 +386,5 @@ int config_parse_serve(struct config *c, int argc, char **argv)
 		fprintf(stderr, "quorumfs: --snapshot-entries must be at least 1\n");
 		return QFS_EINVAL;
 	}
-	return 0;
+	return check_peer_security(c);
 }

@@ -18,6 +18,8 @@ struct config {
 	char *kernel_opts;     /* -o options passed to FUSE/the kernel */
 	char *listen_peer, *listen_client, *initial_cluster, *join, *metrics_listen;
 	char *log_level, *log_format, *cluster_token;
+	char *peer_cert, *peer_key, *peer_ca; /* all or none: peer mutual TLS */
+	bool insecure_plaintext;	      /* plain peer TCP off loopback */
 	uint64_t heartbeat_ms, election_ms, request_timeout_ms;
 	uint64_t snapshot_entries, quota_bytes, max_value_bytes, auto_compact_revisions;
 	/* Mount options interpreted by the daemon. */

@@ -633,19 +633,46 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- Lifecycle ----------------------------------------------------------- */
 
+/* Before anything touches the data dir: a bad certificate or key is a
+ * startup error. */
+static int load_peer_tls(struct server *srv)
+{
+	const struct config *cfg = srv->cfg;
+	struct stream_tls_config tls = {
+	    .cert_file = cfg->peer_cert,
+	    .key_file = cfg->peer_key,
+	    .ca_file = cfg->peer_ca,
+	    .label = "peer",
+	};
+
+	if (!cfg->listen_peer || !cfg->peer_cert)
+		return 0;
+	return stream_tls_create(&tls, &srv->peer_tls);
+}
+
 static int start_transport(struct server *srv)
 {
+	const struct config *cfg = srv->cfg;
 	struct transport_config tc = {
 	    .self_id = srv->member_id,
 	    .cluster_id = srv->cluster_id,
-	    .listen_addr = srv->cfg->listen_peer,
+	    .listen_addr = cfg->listen_peer,
 	    .cb = {on_frame, on_peer_state, srv},
-	    .max_frame = srv->cfg->max_value_bytes + (2u << 20),
+	    .max_frame = cfg->max_value_bytes + (2u << 20),
+	    .streams = srv->peer_tls ? stream_tls_factory(srv->peer_tls) : NULL,
 	};
+	int rv;
 
-	if (!srv->cfg->listen_peer)
+	if (!cfg->listen_peer)
 		return 0;
-	return transport_create(&srv->loop, &tc, &srv->transport);
+	rv = transport_create(&srv->loop, &tc, &srv->transport);
+	if (rv) {
+		fprintf(stderr, "quorumfs: cannot listen for peers on %s\n", cfg->listen_peer);
+		return rv;
+	}
+	LOG_INFO("listening for peers on %s (%s)", cfg->listen_peer,
+		 srv->peer_tls ? "mutual TLS" : "plain TCP");
+	return 0;
 }
 
 int server_create(const struct config *cfg, struct server **out)
@@ -674,8 +701,8 @@ int server_create(const struct config *cfg, struct server **out)
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_rwlock_init(&srv->lock, NULL);
 	uv_loop_init(&srv->loop);
-	if ((rv = metrics_create(&srv->metrics)) || (rv = server_data_dir_open(srv)) ||
-	    (rv = store_create(&scfg, &srv->store)))
+	if ((rv = metrics_create(&srv->metrics)) || (rv = load_peer_tls(srv)) ||
+	    (rv = server_data_dir_open(srv)) || (rv = store_create(&scfg, &srv->store)))
 		goto err;
 	if ((rv = server_recover(srv, &wal)))
 		goto err;
@@ -684,10 +711,8 @@ int server_create(const struct config *cfg, struct server **out)
 		wal_close(wal);
 		goto err;
 	}
-	if ((rv = start_transport(srv))) {
-		fprintf(stderr, "quorumfs: cannot listen for peers on %s\n", cfg->listen_peer);
+	if ((rv = start_transport(srv)))
 		goto err;
-	}
 	server_peers_sync(srv);
 	uv_async_init(&srv->loop, &srv->wake, on_wake);
 	srv->wake.data = srv;
@@ -718,6 +743,7 @@ err:
 	if (srv->store)
 		store_destroy(srv->store);
 	uv_loop_close(&srv->loop);
+	stream_tls_destroy(srv->peer_tls);
 	if (srv->lock_fd >= 0)
 		close(srv->lock_fd);
 	raft_dedup_close(&srv->dedup);
@@ -744,6 +770,7 @@ void server_destroy(struct server *srv)
 		uv_run(&srv->loop, UV_RUN_DEFAULT);
 	}
 	uv_loop_close(&srv->loop);
+	stream_tls_destroy(srv->peer_tls); /* every stream closed with the loop */
 	raft_buf_unref(srv->install.buf);
 	raft_destroy(srv->raft);
 	store_destroy(srv->store);

@@ -31,6 +31,7 @@
 #include "../common/metrics.h"
 #include "../raft/dedup.h"
 #include "../raft/raft.h"
+#include "../raft/stream_tls.h"
 #include "../raft/transport.h"
 #include "../store/wal.h"
 #include "book.h"
@@ -103,6 +104,7 @@ struct server {
 	uv_signal_t sigterm, sigint;
 	struct raft *raft;
 	struct transport *transport;
+	struct stream_tls *peer_tls; /* with --peer-cert: the transport's streams */
 	struct syncer *syncer;
 
 	/* The store: the loop thread writes it under the write lock and reads

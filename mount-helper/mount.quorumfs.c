@@ -54,6 +54,14 @@ static const char *const serve_flags[] = {
     "heartbeat-ms",
     "election-ms",
     "request-timeout-ms",
+    "peer-cert",
+    "peer-key",
+    "peer-ca",
+};
+
+/* serve flags without a value: the bare word (with '_') becomes the flag. */
+static const char *const serve_switches[] = {
+    "insecure_plaintext",
 };
 
 /* Meaningful to mount(8) and fstab only; the daemon never sees them. */
@@ -97,7 +105,7 @@ static void usage(FILE *out)
 	      "  quota_bytes=B, max_value_bytes=B, auto_compact_revisions=N, snapshot_entries=N,\n"
 	      "  log_level=L, log_format=F, config=FILE, listen_peer=A, listen_client=A,\n"
 	      "  initial_cluster=n1=A,n2=A,..., join=A, heartbeat_ms=N, election_ms=N,\n"
-	      "  request_timeout_ms=N\n"
+	      "  request_timeout_ms=N, peer_cert=F, peer_key=F, peer_ca=F, insecure_plaintext\n"
 	      "                    passed as the `quorumfs serve` flag of the same name\n"
 	      "  defaults, auto, noauto, nofail, _netdev, user, users, x-*, comment=...\n"
 	      "                    fstab-only, ignored\n"
@@ -163,6 +171,16 @@ static void parse_opts(struct cmd *c, char *opts)
 
 		if (!*item || strncmp(item, "x-", 2) == 0 || strncmp(item, "comment=", 8) == 0 ||
 		    in_list(item, fstab_only, sizeof(fstab_only) / sizeof(fstab_only[0]))) {
+			cluster = NULL;
+			continue;
+		}
+		if (!eq && in_list(item, serve_switches,
+				   sizeof(serve_switches) / sizeof(serve_switches[0]))) {
+			word = xconcat("--", "", item);
+			for (char *p = word; *p; p++)
+				if (*p == '_')
+					*p = '-';
+			push(c, word);
 			cluster = NULL;
 			continue;
 		}

@@ -2,7 +2,8 @@
  * Byte streams for the peer transport: the few operations the transport
  * needs from a connection (read, write a buffer list, close, connect,
  * accept), behind a table of function pointers so that an OpenSSL stream can
- * replace plain TCP without touching transport.c or the Raft core.
+ * replace plain TCP without touching transport.c or the Raft core
+ * (stream_tcp.c, stream_tls.c).
  *
  * Contract for every implementation:
  *
@@ -24,7 +25,9 @@
  *   order (data borrowed for the duration of the callback), then at most one
  *   final call with err < 0 (QFS_EIO: end of stream, reset or any error)
  *   after which no more reads are delivered. The callback may call
- *   stream_close(); no read callback follows.
+ *   stream_close(); no read callback follows. stream_read_stop() pauses
+ *   delivery (bytes stay with the kernel or the implementation) until the
+ *   next stream_read_start(), which may change the callback.
  * - Writes: stream_write() queues the buffers (the uv_buf_t array is copied,
  *   the bytes are NOT: they must stay valid until the write callback). Write
  *   callbacks run exactly once per accepted write, in the order the writes
@@ -52,6 +55,7 @@ typedef void (*qfs_stream_connect_cb)(struct qfs_stream *s, void *arg, int statu
 
 struct qfs_stream_ops {
 	int (*read_start)(struct qfs_stream *s, qfs_stream_read_cb cb, void *arg);
+	void (*read_stop)(struct qfs_stream *s);
 	int (*write)(struct qfs_stream *s, const uv_buf_t *bufs, unsigned nbufs,
 		     qfs_stream_write_cb cb, void *arg);
 	void (*close)(struct qfs_stream *s, qfs_stream_close_cb cb, void *arg);
@@ -81,6 +85,11 @@ static inline int stream_read_start(struct qfs_stream *s, qfs_stream_read_cb cb,
 	return s->ops->read_start(s, cb, arg);
 }
 
+static inline void stream_read_stop(struct qfs_stream *s)
+{
+	s->ops->read_stop(s);
+}
+
 static inline int stream_write(struct qfs_stream *s, const uv_buf_t *bufs, unsigned nbufs,
 			       qfs_stream_write_cb cb, void *arg)
 {
@@ -96,6 +105,10 @@ static inline int stream_peer_addr(struct qfs_stream *s, struct sockaddr_storage
 {
 	return s->ops->peer_addr(s, out);
 }
+
+/* "IP:PORT" or "[IPV6]:PORT" of sa into buf ("?" for another family), for
+ * log lines; 64 bytes hold any of them. */
+void stream_addr_name(const struct sockaddr *sa, char *buf, size_t len);
 
 /* Plain TCP (TCP_NODELAY, keepalive, user timeout). Static; never freed. */
 const struct qfs_stream_factory *stream_tcp_factory(void);

@@ -88,6 +88,14 @@ static int tcp_read_start(struct qfs_stream *s, qfs_stream_read_cb cb, void *arg
 	return uv_read_start((uv_stream_t *)&ts->tcp, on_alloc, on_read) == 0 ? 0 : QFS_EIO;
 }
 
+static void tcp_read_stop(struct qfs_stream *s)
+{
+	struct tcp_stream *ts = (struct tcp_stream *)s;
+
+	if (!ts->closing)
+		uv_read_stop((uv_stream_t *)&ts->tcp);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
 	struct tcp_write *w = req->data;
@@ -152,6 +160,7 @@ static int tcp_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)
 
 static const struct qfs_stream_ops tcp_ops = {
     .read_start = tcp_read_start,
+    .read_stop = tcp_read_stop,
     .write = tcp_write,
     .close = tcp_close,
     .peer_addr = tcp_peer_addr,

@@ -107,25 +107,6 @@ static uint64_t next_rand(struct transport *t)
 	return z ^ (z >> 31);
 }
 
-static void addr_name(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->sin6_port));
-	} else if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-
-		uv_ip4_name(a, ip, sizeof(ip));
-		snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
-	} else {
-		snprintf(buf, len, "?");
-	}
-}
-
 int transport_addr_parse(const char *s, struct sockaddr_storage *out)
 {
 	char host[INET6_ADDRSTRLEN + 16];
@@ -440,7 +421,7 @@ static void on_connected(struct qfs_stream *s, void *arg, int status)
 		goto fail;
 	}
 	if (stream_peer_addr(s, &ss) == 0)
-		addr_name(&ss, c->name, sizeof(c->name));
+		stream_addr_name((const struct sockaddr *)&ss, c->name, sizeof(c->name));
 	rv = stream_read_start(s, on_out_read, c);
 	if (!rv)
 		rv = send_handshake(c);
@@ -697,7 +678,7 @@ static void on_connection(uv_stream_t *server, int status)
 	c->s = s;
 	c->accepted_at = uv_now(t->loop);
 	if (stream_peer_addr(s, &ss) == 0)
-		addr_name(&ss, c->name, sizeof(c->name));
+		stream_addr_name((const struct sockaddr *)&ss, c->name, sizeof(c->name));
 	conn_link(c);
 	rv = stream_read_start(s, on_in_read, c);
 	if (rv) {
@@ -851,7 +832,8 @@ int transport_peer_add(struct transport *t, uint64_t id, const char *addr)
 	}
 	p->t = t;
 	p->id = id;
-	addr_name(&p->addr, p->addr_name, sizeof(p->addr_name));
+	stream_addr_name((const struct sockaddr *)&p->addr, p->addr_name,
+			 sizeof(p->addr_name));
 	p->qtail = &p->qhead;
 	p->backoff = t->cfg.backoff_min_ms;
 	uv_timer_init(t->loop, &p->timer);

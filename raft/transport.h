@@ -1,6 +1,7 @@
 /*
  * Peer transport: moves opaque, typed frames between cluster members named
- * by a u64 member id, over streams (stream.h: plain TCP now, TLS later). It
+ * by a u64 member id, over streams (stream.h: plain TCP, or mutual TLS from
+ * stream_tls.h; the transport does not know which). It
  * knows nothing of Raft; the driver encodes Raft messages into payloads.
  *
  * Links: each member sends only on its own outbound connection to a peer and
@@ -29,9 +30,10 @@
  * valid handshake, a wrong cluster id, or the sender claiming our own id.
  * Nothing else is affected.
  *
- * Identity: with plain TCP the sender id is taken on trust (anyone who can
- * reach the port can claim an id); the TLS stream is meant to tie it to the
- * peer certificate.
+ * Identity: the sender id is taken on trust from the handshake frame. With
+ * plain TCP anyone who can reach the port can claim an id; with TLS only a
+ * holder of a certificate from the peer CA gets that far, but it may still
+ * claim any member's id (the certificate's CN is not compared with it).
  */
 #ifndef QFS_TRANSPORT_H
 #define QFS_TRANSPORT_H

@@ -21,34 +21,9 @@
 #include "../../common/errors.h"
 #include "../../common/log.h"
 #include "../../raft/transport.h"
+#include "loop_fixture.h"
 
 #define CLUSTER 0xc1c1c1c1ULL
-
-static uv_loop_t loop;
-static uv_timer_t tick;
-
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000;
-}
-
-/* The tick timer keeps UV_RUN_ONCE from sleeping past the deadline. */
-#define WAIT_FOR(cond, ms)                                                                         \
-	do {                                                                                       \
-		uint64_t dl_ = now_ms() + (ms);                                                    \
-		while (!(cond) && now_ms() < dl_)                                                  \
-			uv_run(&loop, UV_RUN_ONCE);                                                \
-		assert_true(cond);                                                                 \
-	} while (0)
-
-/* Runs the loop for about ms milliseconds. */
-static void run_for(uint64_t ms)
-{
-	uint64_t dl = now_ms() + ms;
-
-	while (now_ms() < dl)
-		uv_run(&loop, UV_RUN_ONCE);
-}
 
 /* --- transport nodes ------------------------------------------------- */
 
@@ -342,50 +317,6 @@ static void put_handshake(struct qbuf *b, uint64_t id, uint64_t cluster)
 
 	hs_payload(hs, id, cluster, TRANSPORT_VERSION);
 	put_good(b, TRANSPORT_FRAME_HANDSHAKE, hs, sizeof(hs));
-}
-
-/* --- fixtures -------------------------------------------------------- */
-
-static void tick_cb(uv_timer_t *h)
-{
-	(void)h;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &tick);
-	uv_timer_start(&tick, tick_cb, 5, 5);
-	return 0;
-}
-
-static void close_any(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
-static int teardown(void **state)
-{
-	uint64_t dl = now_ms() + 2000;
-	int left;
-
-	(void)state;
-	uv_close((uv_handle_t *)&tick, NULL);
-	while (uv_loop_alive(&loop) && now_ms() < dl)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	/* A test that failed midway leaves transports open: close their
-	 * handles by force (leaking their memory) so the run goes on. */
-	left = uv_loop_alive(&loop);
-	if (left) {
-		uv_walk(&loop, close_any, NULL);
-		uv_run(&loop, UV_RUN_DEFAULT);
-	}
-	assert_int_equal(uv_loop_close(&loop), 0);
-	assert_false(left);
-	return 0;
 }
 
 /* --- tests ----------------------------------------------------------- */
@@ -1088,7 +1019,7 @@ int main(void)
 	/* Rejections log a warning each; that is expected here. */
 	qfs_log_set_level(getenv("QFS_TEST_LOG") ? getenv("QFS_TEST_LOG") : "error");
 	const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, loop_setup, loop_teardown)
 	    T(test_addr_parse),		T(test_api_errors),
 	    T(test_three_way),		T(test_ipv6),
 	    T(test_large_frames),	T(test_order),

@@ -1,0 +1,182 @@
+"""Peer mutual TLS (SPEC §6): a cluster whose members hold certificates from
+contrib/gen-certs.sh replicates and takes a learner; a process with a
+certificate from another CA, or none, is refused before any Raft message
+and the refusing member's log says why; certificate flags are checked at
+startup; a non-loopback --listen-peer needs certificates or
+--insecure-plaintext (checked in a network namespace of its own, where
+10.99.0.1 is a local address that is not loopback)."""
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cluster import cluster  # noqa: F401  (a fixture)
+from qfs import QUORUMFS, REPO, read_file, wait_until, write_file
+
+GEN_CERTS = REPO / "contrib" / "gen-certs.sh"
+
+
+def gen_certs(dir_, *names):
+    r = subprocess.run([str(GEN_CERTS), str(dir_), *names], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return dir_
+
+
+def tls_flags(certs, name, ca=None):
+    return ["--peer-cert", str(certs / f"{name}.crt"), "--peer-key", str(certs / f"{name}.key"),
+            "--peer-ca", str(ca or certs / "ca.crt")]
+
+
+def wait_log(m, pattern, timeout=10):
+    rx = re.compile(pattern)
+    line = wait_until(lambda: next((l for l in m.log_text().splitlines() if rx.search(l)), None),
+                      timeout)
+    assert line, f"{m.name} never logged /{pattern}/; log:\n{m.log_text()[-3000:]}"
+    return line
+
+
+def stranger(c, name, i, args):
+    """A member on 127.0.0.i that believes it is in a cluster with n1 (so it
+    dials n1's peer port at once); started without waiting for its mount."""
+    c.index[name] = i
+    m = c.members.create(name, "--listen-peer", c.peer(name), "--listen-client", c.client(name),
+                         "--initial-cluster", f"n1={c.peer('n1')},{name}={c.peer(name)}",
+                         *c.tuning, *args)
+    c.ms[name] = m
+    m.spawn()
+    return m
+
+
+def test_tls_cluster_replicates_takes_a_learner_and_refuses_another_ca(cluster, tmp_path):
+    certs = gen_certs(tmp_path / "certs", "n1=127.0.0.1", "n2=127.0.0.2", "n3=127.0.0.3",
+                      "n4=127.0.0.4")
+    other = gen_certs(tmp_path / "other", "n5=127.0.0.5")
+    c = cluster.start(extra={n: tls_flags(certs, n) for n in ("n1", "n2", "n3")})
+    for n in ("n1", "n2", "n3"):
+        wait_log(c.m(n), r"listening for peers on \S+ \(mutual TLS\)")
+    assert write_file(c.m("n1").p("db-host"), "10.0.0.5\n") is None
+    assert write_file(c.m("n3").p("port"), "5432\n") is None
+    for n in ("n1", "n2", "n3"):
+        assert read_file(c.m(n).p("db-host")) == b"10.0.0.5\n"
+        assert read_file(c.m(n).p("port")) == b"5432\n"
+
+    # A learner with a certificate from the cluster's CA joins over TLS.
+    j = c.join("n4", 4, extra=tls_flags(certs, "n4"))
+    assert wait_until(lambda: j.p("db-host").exists(), 10)
+    assert read_file(j.p("db-host")) == b"10.0.0.5\n"
+    assert write_file(j.p("from-learner"), "x") is None
+    assert wait_until(lambda: c.m("n2").p("from-learner").exists(), 5)
+
+    # A stranger that knows the cluster's CA (it is public) but holds a
+    # certificate from another one: n1 refuses it before reading anything.
+    ours = ["n1", "n2", "n3", "n4"]
+    leader = c.wait_leader(ours)
+    term = c.status(leader)["term"]
+    s = stranger(c, "n5", 5, tls_flags(other, "n5", ca=certs / "ca.crt"))
+    line = wait_log(c.m("n1"), r"peer tls: refused a connection from 127\.0\.0\.5:")
+    assert "certificate verify failed (unable to get local issuer certificate)" in line, line
+    wait_log(s, r"peer tls: cannot connect to 127\.0\.0\.1:\d+: tlsv1 alert unknown ca")
+    time.sleep(1.5)  # its elections would run now, if its votes got through
+    assert c.wait_leader(ours) == leader and c.status(leader)["term"] == term
+    assert c.status("n5")["leader"] == "", "the stranger found no one to follow"
+    assert "connected from 127.0.0.5" not in c.m("n1").log_text()
+    # One line per refusal, not one per retry (it retries every ~2 s).
+    refusals = [l for l in c.m("n1").warn_lines() if "127.0.0.5" in l]
+    assert len(refusals) == 1, refusals
+    assert write_file(c.m("n2").p("still-fine"), "y") is None
+    c.stop("n5")
+
+
+def test_plaintext_member_refused_by_tls_member(cluster, tmp_path):
+    certs = gen_certs(tmp_path / "certs", "n1=127.0.0.1")
+    c = cluster.start(n=1, extra={"n1": tls_flags(certs, "n1")})
+    s = stranger(c, "n2", 2, [])
+    line = wait_log(c.m("n1"), r"peer tls: refused a connection from 127\.0\.0\.2:")
+    assert "the other end does not speak TLS" in line, line
+    wait_log(s, r"listening for peers on \S+ \(plain TCP\)")
+    c.stop("n2")
+
+
+def serve(tmp_path, *args, netns=False, wait_for=None, timeout=10):
+    """Runs `quorumfs serve` without a mount (in a network namespace of its
+    own where 10.99.0.1 is a local, non-loopback address, if netns). With
+    wait_for: waits for that log line, stops the member with SIGTERM and
+    returns (exit code, log); else returns when it exits by itself."""
+    cmd = [str(QUORUMFS), "serve", "--data-dir", str(tmp_path / "data"), *args]
+    if netns:
+        setup = "ip link set lo up && ip addr add 10.99.0.1/32 dev lo && exec \"$@\""
+        cmd = ["unshare", "--net", "sh", "-c", setup, "sh", *cmd]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if wait_for is None:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    lines = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if re.search(wait_for, line) or time.monotonic() > deadline:
+                break
+        p.send_signal(signal.SIGTERM)
+        rest, _ = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, "".join(lines) + rest
+
+
+def test_non_loopback_listen_peer_needs_certs_or_insecure_plaintext(tmp_path):
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    addr = "10.99.0.1:2380"
+    rc, out = serve(tmp_path, "--listen-peer", addr, netns=True)
+    assert rc == 2, out
+    assert f"--listen-peer {addr} is not a loopback address" in out, out
+    assert "--peer-cert" in out and "--insecure-plaintext" in out, out
+    assert not (tmp_path / "data").exists(), "refused before touching the data dir"
+
+    rc, out = serve(tmp_path, "--listen-peer", addr, "--insecure-plaintext", netns=True,
+                    wait_for=r"serving")
+    assert rc == 0, out
+    assert f"listening for peers on {addr} (plain TCP)" in out, out
+
+    certs = gen_certs(tmp_path / "certs", "n1=10.99.0.1")
+    rc, out = serve(tmp_path, "--listen-peer", addr, *tls_flags(certs, "n1"), netns=True,
+                    wait_for=r"serving")
+    assert rc == 0, out
+    assert f"listening for peers on {addr} (mutual TLS)" in out, out
+
+    # Loopback needs neither.
+    rc, out = serve(tmp_path, "--listen-peer", "127.0.0.1:0", netns=True, wait_for=r"serving")
+    assert rc == 0 and "(plain TCP)" in out, out
+
+
+def test_certificate_flags_checked_at_startup(tmp_path):
+    certs = gen_certs(tmp_path / "certs", "n1=127.0.0.1", "n2=127.0.0.2")
+    base = ["--name", "n1", "--listen-peer", "127.0.0.1:0"]
+
+    rc, out = serve(tmp_path, *base, "--peer-cert", str(certs / "n1.crt"))
+    assert rc == 2 and "--peer-key --peer-ca missing" in out, out
+
+    missing = tmp_path / "nope.key"
+    rc, out = serve(tmp_path, *base, "--peer-cert", str(certs / "n1.crt"), "--peer-key",
+                    str(missing), "--peer-ca", str(certs / "ca.crt"))
+    assert rc != 0 and f"--peer-key {missing}: No such file or directory" in out, out
+
+    rc, out = serve(tmp_path, *base, "--peer-cert", str(certs / "n1.crt"), "--peer-key",
+                    str(certs / "n2.key"), "--peer-ca", str(certs / "ca.crt"))
+    assert rc != 0, out
+    assert (f"--peer-key {certs / 'n2.key'} does not match the certificate in --peer-cert "
+            f"{certs / 'n1.crt'}") in out, out
+
+    rc, out = serve(tmp_path, *base, "--peer-cert", str(certs / "n1.crt"), "--peer-key",
+                    str(certs / "n1.key"), "--peer-ca", str(certs / "n1.key"))
+    assert rc != 0 and f"--peer-ca {certs / 'n1.key'}: no usable CA certificate" in out, out
+
+    rc, out = serve(tmp_path, *base, "--insecure-plaintext", *tls_flags(certs, "n1"))
+    assert rc == 2 and "--insecure-plaintext contradicts" in out, out
