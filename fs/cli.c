@@ -174,6 +174,8 @@ static const struct command commands[] = {
     {"lease", "revoke", 1, 0, "ID", "end lease ID now, deleting its keys", cli_lease_revoke_run},
     {"lease", "list", 0, 0, "",
      "one line per lease: id, ttl, seconds left, keys (-w json: the keys too)", cli_lease_list_run},
+    {"snapshot", "save", 1, 0, "FILE",
+     "write a consistent backup of the store (linearizable) to FILE", cli_snapshot_save_run},
     {"check", NULL, 1, FL_OFFLINE, "DATA_DIR",
      "verify a data dir (offline): snapshots and WAL, CRCs, order, hard state", cli_check_run},
     {"dump-wal", NULL, 1, FL_OFFLINE, "DATA_DIR",
@@ -220,6 +222,8 @@ static void usage_command(const struct command *cmd)
 		printf("%s\n", cli_watch_details);
 	if (cmd->run == cli_lease_keepalive_run)
 		printf("%s\n", cli_lease_keepalive_details);
+	if (cmd->run == cli_snapshot_save_run)
+		printf("%s\n", cli_snapshot_save_details);
 	if (cmd->run == cli_check_run)
 		printf("%s\n", cli_check_details);
 	printf("flags:\n");

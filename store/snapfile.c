@@ -266,7 +266,8 @@ int snapfile_writer_create(const char *path, uint64_t index, uint64_t term,
 	w->z_live = true;
 	w->fd = mkostemp(w->tmp, O_CLOEXEC);
 	if (w->fd < 0) {
-		fileio_set_err(errmsg, errlen, "snapfile: %s: create: %s", w->tmp, strerror(errno));
+		fileio_set_err(errmsg, errlen, "snapfile: %s: cannot create a file in %s: %s", path,
+			       w->dir, strerror(errno));
 		rc = QFS_EIO;
 		goto fail;
 	}

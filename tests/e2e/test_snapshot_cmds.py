@@ -4,8 +4,10 @@ import hashlib
 import json
 import re
 import subprocess
+import threading
 
-from qfs import QUORUMFS, WAL_HEADER, wal_records, write_file
+from cluster import cluster  # noqa: F401  (a fixture)
+from qfs import QUORUMFS, WAL_HEADER, wait_until, wal_records, write_file
 
 
 def run(*args, timeout=60):
@@ -158,3 +160,84 @@ def test_dump_wal_shows_the_puts(members):
     assert all(l["file"].startswith("wal/") and l["offset"] >= 0 for l in lines)
     idx = [l["index"] for l in lines if l["record"] == "entry"]
     assert idx == sorted(idx) and idx[0] == 1
+
+
+# -- snapshot save ----------------------------------------------------------------
+
+def writer_thread(c, name, stop, acked):
+    """Writes w/<i> through `name`'s mount until stop is set; acked gets the
+    names whose close() returned."""
+    def loop():
+        i = 0
+        while not stop.is_set():
+            if write_file(c.m(name).p(f"w/{i:05d}"), f"w{i}") is None:
+                acked.append(f"w/{i:05d}")
+            i += 1
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def as_data_dir(backup, tmp, save):
+    """A data dir holding only the backup as its snapshot (no WAL), for `check`."""
+    d = tmp / "as-data-dir"
+    (d / "snap").mkdir(parents=True)
+    (d / "snap" / f"{save['index']:016x}-{save['term']:016x}.snap").write_bytes(
+        backup.read_bytes())
+    return d
+
+
+def test_save_from_a_follower_while_writes_run(cluster, tmp_path):
+    c = cluster.start()
+    c.m("n1").sh("mkdir w conf && echo 1 > conf/a")
+    stop, acked = threading.Event(), []
+    t = writer_thread(c, c.leader(), stop, acked)
+    try:
+        assert wait_until(lambda: len(acked) >= 50, 20)
+        follower = c.followers()[0]
+        backup = tmp_path / "b.snap"
+        before = len(acked)
+        save = c.cli_json("snapshot", "save", backup, endpoints=[follower])
+        after = len(acked)
+    finally:
+        stop.set()
+        t.join(10)
+    assert save["endpoint"] == c.client(follower)
+    # Linearizable: every write acknowledged before the request is in it.
+    assert save["revision"] >= 2 + before and save["index"] > 0 and save["term"] >= 1
+    assert save["size"] > save["compressed"] > 0
+    # The backup is a snapshot file like a member's own: check reads it
+    # (and misses the WAL a data dir would have beside it).
+    rep = json.loads(run("check", as_data_dir(backup, tmp_path, save), "-w", "json").stdout)
+    assert [s["ok"] for s in rep["snapshots"]] == [True]
+    assert len(rep["problems"]) == 1 and "wal is missing" in rep["problems"][0]
+    snap = rep["snapshot"]
+    assert (snap["revision"], snap["index"], snap["keys"]) == \
+        (save["revision"], save["index"], save["keys"])
+    assert sorted(m["name"] for m in snap["members"]) == ["n1", "n2", "n3"]
+    assert after >= before
+    human = c.cli("snapshot", "save", backup).stdout
+    assert re.match(rf"saved {re.escape(str(backup))} from \S+: revision \d+, index \d+ "
+                    r"\(term \d+\), \d+ keys, \d+ leases, ", human), human
+
+
+def test_save_failures_leave_the_old_backup(cluster, tmp_path):
+    c = cluster.start(n=1)
+    backup = tmp_path / "b.snap"
+    c.cli("snapshot", "save", backup)
+    old = backup.read_bytes()
+    # Nobody answers: one line, and the old backup is still whole.
+    r = run("snapshot", "save", backup, "--endpoints", "127.0.0.1:1", "--timeout-ms", "2000")
+    assert r.returncode == 1
+    one_error_line(r, "127.0.0.1:1")
+    assert backup.read_bytes() == old
+    # Not a file name; a directory that does not exist.
+    r = c.cli("snapshot", "save", tmp_path, check=False)
+    assert r.returncode == 1 and "is a directory" in r.stderr
+    r = c.cli("snapshot", "save", tmp_path / "nope" / "b.snap", check=False)
+    assert r.returncode == 1
+    one_error_line(r, str(tmp_path / "nope"))
+    r = run("snapshot", "save")
+    assert r.returncode == 2
+    one_error_line(r, "missing FILE")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("tmp-")) == []
