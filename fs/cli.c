@@ -6,6 +6,7 @@
  * cli_kv.c, cli_watch.c and cli_lease.c; cli_impl.h is what they share.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,24 @@ void cli_json_str(const char *s)
 	putchar('"');
 }
 
+void cli_print_escaped(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\\')
+			fputs("\\\\", stdout);
+		else if (p[i] == '\n')
+			fputs("\\n", stdout);
+		else if (p[i] == '\t')
+			fputs("\\t", stdout);
+		else if (p[i] == '\r')
+			fputs("\\r", stdout);
+		else if (p[i] < 0x20 || p[i] == 0x7f)
+			printf("\\x%02x", p[i]);
+		else
+			putchar(p[i]);
+	}
+}
+
 void cli_json_base64(const uint8_t *p, size_t n)
 {
 	static const char tab[] =
@@ -103,6 +122,23 @@ void cli_json_base64(const uint8_t *p, size_t n)
 		putchar(i + 2 < n ? tab[v & 63] : '=');
 	}
 	putchar('"');
+}
+
+const char *cli_human_size(uint64_t v, char *buf, size_t len)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double d = (double)v;
+	int u = 0;
+
+	while (d >= 1024 && u < 4) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 "B", v);
+	else
+		snprintf(buf, len, "%.1f%s", d, units[u]);
+	return buf;
 }
 
 const char *cli_type_name(uint8_t t)
@@ -138,6 +174,12 @@ static const struct command commands[] = {
     {"lease", "revoke", 1, 0, "ID", "end lease ID now, deleting its keys", cli_lease_revoke_run},
     {"lease", "list", 0, 0, "",
      "one line per lease: id, ttl, seconds left, keys (-w json: the keys too)", cli_lease_list_run},
+    {"snapshot", "save", 1, 0, "FILE",
+     "write a consistent backup of the store (linearizable) to FILE", cli_snapshot_save_run},
+    {"check", NULL, 1, FL_OFFLINE, "DATA_DIR",
+     "verify a data dir (offline): snapshots and WAL, CRCs, order, hard state", cli_check_run},
+    {"dump-wal", NULL, 1, FL_OFFLINE, "DATA_DIR",
+     "print a data dir's snapshots and every WAL record, decoded (offline)", cli_dump_run},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -154,10 +196,18 @@ static const struct {
     {FL_TTL, "--ttl S", "attach the key to a new lease of S seconds (printed)"},
     {FL_LEASE, "--lease ID", "attach the key to lease ID"},
     {FL_ONCE, "--once", "renew once and exit"},
+    {FL_DATA_DIR, "--data-dir DIR", "the new data dir (must not exist, or be empty)"},
+    {FL_NAME, "--name NAME", "the member this data dir is for"},
+    {FL_INITIAL_CLUSTER, "--initial-cluster N=IP:PORT,...",
+     "the new cluster's voters (default: NAME alone)"},
 };
 
-static void usage_global(FILE *out)
+static void usage_global(FILE *out, bool offline)
 {
+	if (offline) {
+		fprintf(out, "  -w %-21s %s\n", "json|simple", "output format (default simple)");
+		return;
+	}
 	fprintf(out, "  --%-22s %s\n", "endpoints A,B,...",
 		"client ports to ask (default " DEFAULT_ENDPOINT ")");
 	fprintf(out, "  --%-22s give up after (default %d)\n", "timeout-ms N", DEFAULT_TIMEOUT_MS);
@@ -172,11 +222,16 @@ static void usage_command(const struct command *cmd)
 		printf("%s\n", cli_watch_details);
 	if (cmd->run == cli_lease_keepalive_run)
 		printf("%s\n", cli_lease_keepalive_details);
+	if (cmd->run == cli_snapshot_save_run)
+		printf("%s\n", cli_snapshot_save_details);
+	if (cmd->run == cli_check_run)
+		printf("%s\n", cli_check_details);
 	printf("flags:\n");
 	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++)
 		if (cmd->flags & flag_help[i].flag)
-			printf("  %-24s %s\n", flag_help[i].name, flag_help[i].help);
-	usage_global(stdout);
+			printf("  %-24s %s%s\n", flag_help[i].name, flag_help[i].help,
+			       FL_REQUIRED & flag_help[i].flag ? " (required)" : "");
+	usage_global(stdout, cmd->flags & FL_OFFLINE);
 }
 
 void cli_usage_commands(FILE *out)
@@ -284,6 +339,24 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 					    what, "--lease wants a lease id (hex), got '%s'",
 					    value);
 			}
+		} else if (strcmp(name, "--data-dir") == 0 || strcmp(name, "--name") == 0 ||
+			   strcmp(name, "--initial-cluster") == 0) {
+			if (!value && i + 1 >= argc)
+				return usage_error(what, "%s needs a value", name);
+			if (!value)
+				value = argv[++i];
+			if (!value[0])
+				return usage_error(what, "%s needs a value", name);
+			if (strcmp(name, "--data-dir") == 0) {
+				need = FL_DATA_DIR;
+				c->data_dir = value;
+			} else if (strcmp(name, "--name") == 0) {
+				need = FL_NAME;
+				c->name = value;
+			} else {
+				need = FL_INITIAL_CLUSTER;
+				c->initial_cluster = value;
+			}
 		} else if (strcmp(name, "--rev") == 0 || strcmp(name, "--client") == 0 ||
 			   strcmp(name, "--endpoints") == 0 || strcmp(name, "--timeout-ms") == 0 ||
 			   strcmp(name, "-w") == 0 || strcmp(name, "--write-out") == 0) {
@@ -299,6 +372,11 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 			} else if (strcmp(name, "--client") == 0) {
 				need = FL_CLIENT;
 				c->client_addr = value;
+			} else if ((cmd->flags & FL_OFFLINE) &&
+				   (strcmp(name, "--endpoints") == 0 ||
+				    strcmp(name, "--timeout-ms") == 0)) {
+				return usage_error(
+				    what, "%s does not apply here (it works on local files)", name);
 			} else if (strcmp(name, "--endpoints") == 0) {
 				if (client_endpoints_set(&c->eps, value))
 					return usage_error(what,
@@ -333,6 +411,15 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 	}
 	if (npos < cmd->nargs)
 		return usage_error(what, "missing %s", cmd->args_usage);
+	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++) {
+		unsigned f = flag_help[i].flag;
+		bool given = (f == FL_DATA_DIR && c->data_dir) || (f == FL_NAME && c->name) ||
+			     (f == FL_INITIAL_CLUSTER && c->initial_cluster);
+
+		if ((cmd->flags & FL_REQUIRED & f) && !given)
+			return usage_error(what, "missing %.*s",
+					   (int)strcspn(flag_help[i].name, " "), flag_help[i].name);
+	}
 	if (c->learner && c->voter)
 		return usage_error(what, "--learner and --voter exclude each other");
 	if (c->ttl_ms && c->lease_id)

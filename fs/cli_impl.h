@@ -10,7 +10,12 @@
  *   cli_kv.c      get, put, del;
  *   cli_watch.c   watch;
  *   cli_lease.c   lease grant/keepalive/revoke/list and the TTL and lease
- *                 id syntax (also used by put --ttl/--lease).
+ *                 id syntax (also used by put --ttl/--lease);
+ *   cli_snapshot.c  snapshot save (a backup streamed from a member);
+ *   cli_check.c     check (a data dir verified offline);
+ *   cli_dump.c      dump-wal (a data dir's snapshots and WAL, decoded);
+ *   cli_image.c     what the offline commands share: snapshot and backup
+ *                   files read whole, data dirs opened for reading.
  * Everything prints to stdout and stderr; nothing here is thread-safe.
  */
 #ifndef QFS_CLI_IMPL_H
@@ -20,8 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../store/snapfile.h"
 #include "client.h"
 #include "client_proto.h"
+#include "image.h"
 
 /* Flags a command accepts besides the global ones. */
 enum {
@@ -34,7 +41,13 @@ enum {
 	FL_TTL = 0x40,
 	FL_LEASE = 0x80,
 	FL_ONCE = 0x100,
+	FL_DATA_DIR = 0x200,
+	FL_NAME = 0x400,
+	FL_INITIAL_CLUSTER = 0x800,
+	FL_OFFLINE = 0x1000, /* works on local files: no --endpoints, no --timeout-ms */
 };
+/* Flags that must be given wherever a command takes them. */
+#define FL_REQUIRED (FL_DATA_DIR | FL_NAME)
 
 struct cli;
 
@@ -63,6 +76,7 @@ struct cli {
 	int64_t ttl_ms;	   /* put --ttl */
 	uint64_t lease_id; /* put --lease */
 	bool once;	   /* lease keepalive --once */
+	const char *data_dir, *name, *initial_cluster; /* snapshot restore */
 };
 
 /* ---- cli.c: errors and requests ---- */
@@ -86,8 +100,15 @@ int cli_key_check(const struct cli *c, const char *key);
 /* s as a quoted JSON string on stdout. */
 void cli_json_str(const char *s);
 
+/* p[0..n) on one line on stdout: backslash, newline, tab, CR as \\ \n \t
+ * \r, other control bytes as \xHH. */
+void cli_print_escaped(const uint8_t *p, size_t n);
+
 /* p[0..n) as a quoted base64 JSON string on stdout. */
 void cli_json_base64(const uint8_t *p, size_t n);
+
+/* 1536 as "1.5KiB" (B, KiB, MiB, GiB, TiB), into buf. Returns buf. */
+const char *cli_human_size(uint64_t v, char *buf, size_t len);
 
 /* "dir", "symlink" or "file" for a STORE_* node type. */
 const char *cli_type_name(uint8_t t);
@@ -99,6 +120,31 @@ int cli_lease_ttl_parse(const char *s, int64_t *ms);
 
 /* A lease id in hex (optional 0x), not 0; 0, or -1 if not one. */
 int cli_lease_id_parse(const char *s, uint64_t *id);
+
+/* ---- cli_image.c: snapshot and backup files, and data dirs (offline) ---- */
+
+/* A snapshot or backup file read whole: verified (CRCs, lengths), its image
+ * decoded and its store loaded aside, so what a member would start from is
+ * known to load. */
+struct cli_image {
+	struct snapfile_info info; /* index, term, raw and compressed sizes */
+	struct image img;	   /* members and book; img.store points into raw */
+	uint8_t *raw;		   /* the image, owned */
+	size_t raw_len;
+	uint64_t revision, compacted, keys, leases;
+};
+
+/* 0, or a QFS_E* code with one line in err naming the file. */
+int cli_image_load(const char *path, struct cli_image *ci, char *err, size_t errlen);
+void cli_image_close(struct cli_image *ci);
+
+/* A member's name in the image's book, else its id in hex (into buf). */
+const char *cli_image_member_name(const struct cli_image *ci, uint64_t id, char *buf, size_t len);
+
+/* Opens DATA_DIR for reading (datadir_lock_shared): 0 with *fd the shared
+ * lock (-1: none), or the exit status after printing why. A member running
+ * there is refused, or with live_ok only warned about (*fd -1). */
+int cli_datadir_open(const struct cli *c, const char *dir, bool live_ok, int *fd);
 
 /* ---- the commands (struct command.run) and their --help details ---- */
 
@@ -112,9 +158,14 @@ int cli_lease_grant_run(struct cli *c);
 int cli_lease_keepalive_run(struct cli *c);
 int cli_lease_revoke_run(struct cli *c);
 int cli_lease_list_run(struct cli *c);
+int cli_snapshot_save_run(struct cli *c);
+int cli_check_run(struct cli *c);
+int cli_dump_run(struct cli *c); /* dump-wal */
 
-/* What `watch --help` and `lease keepalive --help` add to the usage line. */
+/* What `watch --help`, `lease keepalive --help`, ... add to the usage line. */
 extern const char cli_watch_details[];
 extern const char cli_lease_keepalive_details[];
+extern const char cli_snapshot_save_details[];
+extern const char cli_check_details[];
 
 #endif

@@ -11,23 +11,6 @@
 
 #include "cli_impl.h"
 
-static const char *human_size(uint64_t v, char *buf, size_t len)
-{
-	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double d = (double)v;
-	int u = 0;
-
-	while (d >= 1024 && u < 4) {
-		d /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 "B", v);
-	else
-		snprintf(buf, len, "%.1f%s", d, units[u]);
-	return buf;
-}
-
 struct row {
 	char name[CLIENT_PROTO_NAME_MAX + 1];
 	char endpoint[CLIENT_PROTO_ADDR_MAX + 1];
@@ -98,7 +81,8 @@ static void row_print(const struct cli *c, const struct row *row, bool first)
 	printf("%s id=%016" PRIx64 " role=%s term=%" PRIu64 " commit=%" PRIu64 " applied=%" PRIu64
 	       " revision=%" PRIu64 " db=%s endpoint=%s health=%s\n",
 	       row->name, st->member_id, st->role, st->term, st->commit_index, st->applied_index,
-	       st->revision, human_size(st->db_size, size, sizeof(size)), row->endpoint, health);
+	       st->revision, cli_human_size(st->db_size, size, sizeof(size)), row->endpoint,
+	       health);
 }
 
 /* With one endpoint, the rows of the other members come from its member

@@ -25,25 +25,6 @@ struct watch_pos {
 	uint64_t stream_rev, stream_idx; /* this connection's count within a revision */
 };
 
-/* A value on one line: control bytes and backslashes escaped. */
-static void value_print(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\\')
-			fputs("\\\\", stdout);
-		else if (p[i] == '\n')
-			fputs("\\n", stdout);
-		else if (p[i] == '\t')
-			fputs("\\t", stdout);
-		else if (p[i] == '\r')
-			fputs("\\r", stdout);
-		else if (p[i] < 0x20 || p[i] == 0x7f)
-			printf("\\x%02x", p[i]);
-		else
-			putchar(p[i]);
-	}
-}
-
 static void event_print(const struct cli *c, const struct client_event *ev)
 {
 	const struct client_kv *kv = &ev->kv;
@@ -69,7 +50,7 @@ static void event_print(const struct cli *c, const struct client_event *ev)
 	       kv->type == STORE_DIR && strcmp(kv->key, "/") != 0 ? "/" : "");
 	if (put && kv->type != STORE_DIR) {
 		putchar(' ');
-		value_print(kv->value, kv->value_len);
+		cli_print_escaped(kv->value, kv->value_len);
 	}
 	putchar('\n');
 }

@@ -9,6 +9,7 @@
  *   client_kv.c     GET, PUT, DEL
  *   client_lease.c  LEASE_GRANT/RENEW/REVOKE/LIST, PUT_LEASE
  *   client_watch.c  WATCH: the event stream of a connection
+ *   client_snapshot.c  SNAPSHOT: an image of the state, streamed in chunks
  *
  * Everything here runs on the member's loop thread.
  *
@@ -66,6 +67,7 @@ struct client_port {
 	bool closing;
 	bool listening; /* registered as a revision listener */
 	uint64_t max_lag;
+	bool saving; /* a SNAPSHOT is in progress (one at a time) */
 };
 
 /* A request waiting on the server. */
@@ -126,6 +128,9 @@ void client_kv_write(struct conn *c, const struct client_req *r);
 /* LEASE_GRANT, LEASE_RENEW, LEASE_REVOKE, PUT_LEASE */
 void client_lease_write(struct conn *c, const struct client_req *r);
 void client_lease_list(struct conn *c, const struct client_req *r);
+
+/* SNAPSHOT: answered by a stream of chunks, then c takes requests again. */
+void client_snapshot_start(struct conn *c, const struct client_req *r);
 
 /* WATCH: unless refused at once, c becomes a stream, busy for good. */
 void client_watch_start(struct conn *c, const struct client_req *r);

@@ -3,9 +3,10 @@
  * loop thread serving client_proto.h frames. This file is its core: the
  * listener, connections, framing, dispatch, responses and the lifetime of
  * all of them. The requests are served by client_admin.c (STATUS, members),
- * client_kv.c (GET, PUT, DEL), client_lease.c (leases) and client_watch.c
- * (WATCH, which turns a connection into an event stream); client_conn.h is
- * what they share.
+ * client_kv.c (GET, PUT, DEL), client_lease.c (leases), client_watch.c
+ * (WATCH, which turns a connection into an event stream) and
+ * client_snapshot.c (SNAPSHOT, answered in chunks); client_conn.h is what
+ * they share.
  *
  * A connection answers one request at a time: reading stops while a request
  * is in hand and resumes once its response is written, so a connection
@@ -221,6 +222,9 @@ static void handle(struct conn *c, const struct client_req *r)
 		break;
 	case CLIENT_REQ_LEASE_LIST:
 		client_lease_list(c, r);
+		break;
+	case CLIENT_REQ_SNAPSHOT:
+		client_snapshot_start(c, r);
 		break;
 	default:
 		client_kv_write(c, r);

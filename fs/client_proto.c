@@ -115,6 +115,7 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 	switch (r->type) {
 	case CLIENT_REQ_STATUS:
 	case CLIENT_REQ_MEMBER_LIST:
+	case CLIENT_REQ_SNAPSHOT:
 		break;
 	case CLIENT_REQ_MEMBER_ADD:
 		rv = put_str(b, r->name, CLIENT_PROTO_NAME_MAX);
@@ -187,6 +188,7 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 	switch (type) {
 	case CLIENT_REQ_STATUS:
 	case CLIENT_REQ_MEMBER_LIST:
+	case CLIENT_REQ_SNAPSHOT:
 		break;
 	case CLIENT_REQ_MEMBER_ADD:
 		out->name = get_str(&r, CLIENT_PROTO_NAME_MAX);
@@ -368,6 +370,29 @@ int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id
 	qbuf_put_u64(b, revision);
 	qbuf_put_u64(b, id);
 	return finish(b, start, off, CLIENT_REQ_PUT_LEASE, 0);
+}
+
+int client_proto_snapshot_encode(struct qbuf *b, const struct client_snapshot *s)
+{
+	size_t start = b->len, off;
+	int rv;
+
+	if (s->chunk_len > CLIENT_PROTO_SNAPSHOT_CHUNK || s->offset > s->total ||
+	    s->chunk_len > s->total - s->offset)
+		return QFS_EINVAL;
+	rv = ok_frame(b, CLIENT_REQ_SNAPSHOT, &off);
+	if (rv)
+		return rv;
+	qbuf_put_u64(b, s->index);
+	qbuf_put_u64(b, s->term);
+	qbuf_put_u64(b, s->revision);
+	qbuf_put_u64(b, s->keys);
+	qbuf_put_u64(b, s->leases);
+	qbuf_put_u64(b, s->total);
+	qbuf_put_u32(b, s->crc);
+	qbuf_put_u64(b, s->offset);
+	qbuf_put_bytes(b, s->chunk_len ? (const void *)s->chunk : "", s->chunk_len);
+	return finish(b, start, off, CLIENT_REQ_SNAPSHOT, 0);
 }
 
 /* Body: u64 revision, u8 more, u32 n at fixed offsets from the payload. */
@@ -700,6 +725,23 @@ static int read_leases(struct qreader *r, struct client_resp *out)
 	return 0;
 }
 
+static int read_snapshot(struct qreader *r, struct client_snapshot *s)
+{
+	s->index = qreader_u64(r);
+	s->term = qreader_u64(r);
+	s->revision = qreader_u64(r);
+	s->keys = qreader_u64(r);
+	s->leases = qreader_u64(r);
+	s->total = qreader_u64(r);
+	s->crc = qreader_u32(r);
+	s->offset = qreader_u64(r);
+	s->chunk = qreader_bytes(r, CLIENT_PROTO_SNAPSHOT_CHUNK, &s->chunk_len);
+	if (qreader_error(r) || s->offset > s->total || s->chunk_len > s->total - s->offset ||
+	    (s->chunk_len == 0 && s->offset != s->total))
+		return QFS_EMSG;
+	return 0;
+}
+
 static int read_kvs(struct qreader *r, struct client_resp *out)
 {
 	uint32_t n;
@@ -768,6 +810,9 @@ int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload,
 			break;
 		case CLIENT_REQ_LEASE_LIST:
 			rv = read_leases(&r, out);
+			break;
+		case CLIENT_REQ_SNAPSHOT:
+			rv = read_snapshot(&r, &out->snap);
 			break;
 		default:
 			break;

@@ -1,12 +1,15 @@
 /*
- * Client protocol: the frames `quorumfs status/member/get/put/del/watch/lease`
- * exchange with a member's --listen-client port. Pure encoders and decoders,
- * no sockets: fs/client_port.c serves them, fs/client.c and fs/cli.c send them.
+ * Client protocol: the frames `quorumfs status/member/get/put/del/watch/lease/
+ * snapshot save` exchange with a member's --listen-client port. Pure
+ * encoders and decoders, no sockets: fs/client_port.c serves them,
+ * fs/client.c and fs/cli*.c send them.
  *
  * A connection carries requests and their responses strictly in turn: one
  * request, then its response, then the next request. WATCH is the exception:
  * it turns the connection into a stream of WATCH responses that ends only
  * with an error response (or the connection); the client sends nothing more.
+ * SNAPSHOT is answered by several frames too (see below), after which the
+ * connection takes requests again.
  *
  * Frame (little-endian), CLIENT_PROTO_HDR_SIZE header then payload:
  *   u32 magic (CLIENT_PROTO_MAGIC, "QFSC")   u8 version (CLIENT_PROTO_VERSION)
@@ -38,6 +41,7 @@
  *                                a PUT that also attaches the key to lease id
  *                                (ttl 0), or to a new lease of that ttl (id 0),
  *                                in one transaction
+ *   SNAPSHOT                     (empty)
  * Response: i32 status (0 or a QFS_E* code), then
  *   on error:                    str message, str leader name, str leader
  *                                client addr (both "" unless NOTLEADER and known)
@@ -60,6 +64,9 @@
  *   WATCH:                       u64 progress, u32 n, n x (u8 event type, u64
  *                                revision, str key, u8 type, u32 mode, u64
  *                                create, mod, version, bytes value)
+ *   SNAPSHOT:                    u64 index, term, revision, keys, leases, u64
+ *                                total length, u32 CRC32 of the whole image,
+ *                                u64 offset, bytes chunk
  *
  * GET pages: a response holds about CLIENT_PROTO_PAGE_BYTES of keys (always
  * at least one). With `more` set the client asks again at the revision the
@@ -89,6 +96,17 @@
  * established. A DELETE event carries the key's last version before the
  * delete, with an empty value. An error response (a compacted start, a
  * watcher cancelled for falling behind) ends the stream.
+ *
+ * SNAPSHOT: the member takes a read point (linearizable), then an image of
+ * its replicated state at its applied index (fs/image.h: what a snapshot
+ * file holds) and sends it in chunks of at most CLIENT_PROTO_SNAPSHOT_CHUNK
+ * bytes, one response frame each, in order, the first at offset 0, until a
+ * chunk ends at the total length (an empty image: one empty chunk). Every
+ * frame repeats the image's description (its index and term, the store's
+ * revision, live keys and leases, the total length and a CRC32 of all of
+ * it), so a client checks each against the first and the assembled image
+ * against the CRC. An error response comes instead of the first frame,
+ * never after it; a member that cannot go on closes the connection.
  */
 #ifndef QFS_CLIENT_PROTO_H
 #define QFS_CLIENT_PROTO_H
@@ -112,6 +130,8 @@
 #define CLIENT_PROTO_PAGE_BYTES (1u << 20)
 /* Most key bytes LEASE_LIST sends for one lease. */
 #define CLIENT_PROTO_LEASE_KEY_BYTES (16u << 20)
+/* Image bytes in one SNAPSHOT frame. */
+#define CLIENT_PROTO_SNAPSHOT_CHUNK (1u << 20)
 
 /* String bounds (bytes, NUL excluded) enforced by the decoders. */
 #define CLIENT_PROTO_KEY_MAX 8191 /* over STORE_KEY_MAX: the store says why */
@@ -135,7 +155,8 @@ enum client_req_type {
 	CLIENT_REQ_LEASE_REVOKE,
 	CLIENT_REQ_LEASE_LIST,
 	CLIENT_REQ_PUT_LEASE,
-	CLIENT_REQ_MAX_ = CLIENT_REQ_PUT_LEASE,
+	CLIENT_REQ_SNAPSHOT,
+	CLIENT_REQ_MAX_ = CLIENT_REQ_SNAPSHOT,
 };
 
 #define CLIENT_GET_PREFIX 0x1	   /* the key's whole subtree */
@@ -229,6 +250,17 @@ struct client_lease {
 	size_t nkeys_listed;  /* < nkeys when not asked for or cut */
 };
 
+/* One SNAPSHOT frame. */
+struct client_snapshot {
+	uint64_t index, term;		 /* of the image: its applied index */
+	uint64_t revision, keys, leases; /* the store's, at that index */
+	uint64_t total;			 /* image bytes in all */
+	uint32_t crc;			 /* CRC32 (zlib) of all of them */
+	uint64_t offset;		 /* of this chunk */
+	const uint8_t *chunk;		 /* decoded: into the payload */
+	size_t chunk_len;
+};
+
 struct client_resp {
 	uint8_t type;		       /* the request type answered */
 	int status;		       /* 0 or QFS_E* */
@@ -249,6 +281,7 @@ struct client_resp {
 			     * LEASE_REVOKE: produced; WATCH: progress */
 	uint64_t lease_id;  /* LEASE_GRANT, LEASE_RENEW, PUT_LEASE */
 	int64_t ttl_ms;	    /* LEASE_GRANT, LEASE_RENEW */
+	struct client_snapshot snap; /* SNAPSHOT */
 	const char **keys_; /* private: the leases' keys */
 };
 
@@ -263,6 +296,9 @@ int client_proto_members_encode(struct qbuf *b, const struct client_member *m, s
 /* LEASE_GRANT or LEASE_RENEW. */
 int client_proto_lease_encode(struct qbuf *b, uint8_t type, uint64_t id, int64_t ttl_ms);
 int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id);
+/* One SNAPSHOT frame; QFS_EINVAL for a chunk over CLIENT_PROTO_SNAPSHOT_CHUNK
+ * or past the total. */
+int client_proto_snapshot_encode(struct qbuf *b, const struct client_snapshot *s);
 
 /* A LEASE_LIST response built lease by lease: begin, then per lease add and
  * add_key for each of its keys listed, then end. l->keys is ignored by add. */
@@ -315,7 +351,8 @@ int client_proto_watch_end(struct client_watch_enc *w, uint64_t progress);
  * client_proto_resp_free, also safe on a failed decode). 0, QFS_EMSG or
  * QFS_ENOMEM. Array counts are checked against the payload size before
  * allocating. WATCH events must be of a known type, in revision order and
- * none after the frame's progress + 1.
+ * none after the frame's progress + 1; a SNAPSHOT chunk must lie within
+ * the total, and be empty only when it ends the image.
  */
 int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload, size_t len,
 			     struct client_resp *out);

@@ -25,6 +25,18 @@ struct server;
 
 #define SERVER_NAME_MAX 127
 
+/* Member and cluster ids are derived from names (FNV-1a), never 0: a
+ * member's id is the same wherever its name is known (also offline, for
+ * `snapshot restore`). */
+static inline uint64_t server_name_id(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h ? h : 1;
+}
+
 /* err: 0, QFS_ESHUTDOWN (stopping), QFS_EIO (WAL failed), QFS_ENOMEM.
  * res is valid when err == 0. Loop thread. */
 typedef void (*server_done_cb)(void *arg, int err, const struct store_result *res);
@@ -163,6 +175,15 @@ void server_remove_revision_listener(struct server *srv, server_revision_cb cb, 
 uint64_t server_lease_id_new(void);
 /* The shortest ttl a lease may have: 1.5 x --election-ms (SPEC 3.5). */
 int64_t server_lease_min_ttl_ms(const struct server *srv);
+
+/*
+ * A consistent image of the replicated state (fs/image.h: what a snapshot
+ * holds) at the applied index, appended to out, with that index and its
+ * term: for `snapshot save`. Loop thread, which it blocks while the store
+ * is serialized (every retained version of every key). QFS_EAGAIN while a
+ * leader's snapshot is being installed or stopping, QFS_ENOMEM.
+ */
+int server_image_save(struct server *srv, struct qbuf *out, uint64_t *index, uint64_t *term);
 
 /* The loop, for the client port's handles. */
 uv_loop_t *server_loop(struct server *srv);

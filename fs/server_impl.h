@@ -169,16 +169,6 @@ struct server {
 	uint64_t notified_rev; /* last revision listeners heard of */
 };
 
-/* Member and cluster ids are derived from names (FNV-1a), never 0. */
-static inline uint64_t server_name_id(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h ? h : 1;
-}
-
 /* Loop time, ms. */
 static inline uint64_t server_now_ms(struct server *srv)
 {

@@ -6,13 +6,9 @@
  * Errors go to stderr, naming the damaged file: the daemon does not start.
  * Runs in server_create(), before the loop.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +16,8 @@
 #include "../common/log.h"
 #include "../store/snapfile.h"
 #include "cli.h"
+#include "datadir.h"
+#include "image.h"
 #include "server_impl.h"
 
 /* ---- WAL replay ---------------------------------------------------------- */
@@ -86,67 +84,33 @@ static int replay_record(void *arg, const struct wal_record *rec)
 
 int server_data_dir_open(struct server *srv)
 {
-	const char *dir = srv->cfg->data_dir;
-	char path[4200];
+	char err[4400];
+	int rv = datadir_lock(srv->cfg->data_dir, &srv->lock_fd, err, sizeof(err));
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		fprintf(stderr, "quorumfs: cannot create data dir %s: %s\n", dir, strerror(errno));
-		return QFS_EIO;
-	}
-	snprintf(path, sizeof(path), "%s/LOCK", dir);
-	srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (srv->lock_fd < 0) {
-		fprintf(stderr, "quorumfs: cannot open %s: %s\n", path, strerror(errno));
-		return QFS_EIO;
-	}
-	if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		fprintf(stderr, "quorumfs: data dir %s is in use by another quorumfs\n", dir);
-		return QFS_EIO;
-	}
-	return 0;
+	if (rv)
+		fprintf(stderr, "quorumfs: %s\n", err);
+	return rv ? QFS_EIO : 0;
 }
 
 /* ---- The first members --------------------------------------------------- */
 
-/* Parses --initial-cluster "n1=HOST:PORT,n2=..." into members and the book;
- * with no flag the cluster is this member alone. */
+/* --initial-cluster (or this member alone): the configuration to bootstrap
+ * with, and the addresses it names merged into the book. */
 static int initial_members(struct server *srv, struct raft_members *m)
 {
-	const char *ic = srv->cfg->initial_cluster;
-	char *copy, *save = NULL, *tok;
-	int rv = 0;
+	const struct config *cfg = srv->cfg;
+	struct book b;
+	char err[512];
+	int rv = image_initial_members(
+	    cfg->initial_cluster, cfg->name, cfg->listen_peer ? cfg->listen_peer : "",
+	    cfg->listen_client ? cfg->listen_client : "", m, &b, err, sizeof(err));
 
-	memset(m, 0, sizeof(*m));
-	if (!ic) {
-		m->n = 1;
-		m->m[0] = (struct raft_member){srv->member_id, true};
-		return book_set(&srv->book, srv->member_id, srv->cfg->name,
-				srv->cfg->listen_peer ? srv->cfg->listen_peer : "",
-				srv->cfg->listen_client ? srv->cfg->listen_client : "");
+	if (rv) {
+		fprintf(stderr, "quorumfs: %s\n", err);
+		return rv;
 	}
-	if (!(copy = strdup(ic)))
-		return QFS_ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && !rv; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		struct sockaddr_storage sa;
-
-		if (!eq || eq == tok || m->n == RAFT_MAX_MEMBERS ||
-		    transport_addr_parse(eq + 1, &sa) != 0) {
-			fprintf(stderr, "quorumfs: --initial-cluster: '%s' is not NAME=IP:PORT\n",
-				tok);
-			rv = QFS_EINVAL;
-			break;
-		}
-		*eq = 0;
-		m->m[m->n++] = (struct raft_member){server_name_id(tok), true};
-		rv = book_set(&srv->book, server_name_id(tok), tok, eq + 1, "");
-	}
-	free(copy);
-	if (!rv && !book_find(&srv->book, srv->member_id)) {
-		fprintf(stderr, "quorumfs: --initial-cluster does not name this member (%s)\n",
-			srv->cfg->name);
-		rv = QFS_EINVAL;
-	}
+	for (size_t i = 0; i < b.n && !rv; i++)
+		rv = book_set(&srv->book, b.e[i].id, b.e[i].name, b.e[i].peer, b.e[i].client);
 	return rv;
 }
 

@@ -16,50 +16,48 @@
 #include "../common/errors.h"
 #include "../common/log.h"
 #include "../store/snapfile.h"
+#include "image.h"
 #include "server_impl.h"
-
-#define IMAGE_VERSION 1
 
 /* ---- Images -------------------------------------------------------------- */
 
-static int image_save(struct server *srv, const struct raft_members *m, struct qbuf *out)
-{
-	qbuf_put_u32(out, IMAGE_VERSION);
-	qbuf_put_u32(out, m->n);
-	for (uint32_t i = 0; i < m->n; i++) {
-		qbuf_put_u64(out, m->m[i].id);
-		qbuf_put_u8(out, m->m[i].voter);
-	}
-	book_encode(&srv->book, out);
-	raft_dedup_encode(&srv->dedup, out);
-	return qbuf_error(out) ? qbuf_error(out) : store_snapshot_save(srv->store, out);
-}
-
 int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct raft_members *m)
 {
-	struct qreader r;
-	struct book book;
+	struct image img;
+	struct raft_dedup old;
+	int rv = image_decode(p, len, &img);
+
+	if (rv)
+		return rv;
+	pthread_rwlock_wrlock(&srv->lock);
+	rv = store_snapshot_load(srv->store, img.store, img.store_len);
+	pthread_rwlock_unlock(&srv->lock);
+	if (rv == 0) {
+		/* All or nothing: the dedup table and book go with the store. */
+		old = srv->dedup;
+		srv->dedup = img.dedup;
+		img.dedup = old;
+		srv->book = img.book;
+		*m = img.members;
+	}
+	image_close(&img);
+	return rv;
+}
+
+int server_image_save(struct server *srv, struct qbuf *out, uint64_t *index, uint64_t *term)
+{
+	uint64_t applied = store_applied_index(srv->store);
+	struct raft_members m;
 	int rv;
 
-	qreader_init(&r, p, len);
-	memset(m, 0, sizeof(*m));
-	if (qreader_u32(&r) != IMAGE_VERSION)
-		return QFS_EMSG;
-	m->n = qreader_u32(&r);
-	if (m->n > RAFT_MAX_MEMBERS)
-		return QFS_EMSG;
-	for (uint32_t i = 0; i < m->n; i++) {
-		m->m[i].id = qreader_u64(&r);
-		m->m[i].voter = qreader_u8(&r) != 0;
-	}
-	if (qreader_error(&r) || book_decode(&book, &r) || raft_dedup_decode(&srv->dedup, &r))
-		return QFS_EMSG;
-	pthread_rwlock_wrlock(&srv->lock);
-	rv = store_snapshot_load(srv->store, r.p, r.left);
-	pthread_rwlock_unlock(&srv->lock);
-	if (rv == 0)
-		srv->book = book;
-	return rv;
+	/* While a leader's snapshot is being installed the store is about to
+	 * be replaced; and an index the log no longer has gives no term. */
+	if (srv->installing || srv->stopped || raft_members_at(srv->raft, applied, &m) ||
+	    raft_term_at(srv->raft, applied, term))
+		return QFS_EAGAIN;
+	*index = applied;
+	rv = image_head_encode(&m, &srv->book, &srv->dedup, out);
+	return rv ? rv : store_snapshot_save(srv->store, out);
 }
 
 /* ---- The leader's snapshot ----------------------------------------------- */
@@ -120,21 +118,21 @@ static void snapshot_done(uv_work_t *w, int status)
 
 void server_snapshot_take(struct server *srv)
 {
-	uint64_t applied = store_applied_index(srv->store), term = 0;
-	struct raft_members m;
+	uint64_t applied = store_applied_index(srv->store), index = 0, term = 0;
+	int rv;
 
-	if (srv->snapshot_running || srv->stopped || srv->installing ||
-	    applied - srv->snapshot_index < srv->cfg->snapshot_entries)
-		return;
-	if (raft_members_at(srv->raft, applied, &m) || raft_term_at(srv->raft, applied, &term))
+	if (srv->snapshot_running || applied - srv->snapshot_index < srv->cfg->snapshot_entries)
 		return;
 	qbuf_init(&srv->snapshot_image);
-	if (image_save(srv, &m, &srv->snapshot_image) != 0) {
-		LOG_WARN("snapshot image at %llu failed", (unsigned long long)applied);
+	rv = server_image_save(srv, &srv->snapshot_image, &index, &term);
+	if (rv) {
+		if (rv != QFS_EAGAIN) /* EAGAIN: not now, the next ready tries again */
+			LOG_WARN("snapshot image at %llu failed: %s", (unsigned long long)applied,
+				 qfs_strerror(rv));
 		qbuf_close(&srv->snapshot_image);
 		return;
 	}
-	srv->snapshot_image_index = applied;
+	srv->snapshot_image_index = index;
 	srv->snapshot_image_term = term;
 	srv->snapshot_running = true;
 	srv->snapshot_work.data = srv;

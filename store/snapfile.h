@@ -11,6 +11,9 @@
  * CRC field is checked against the payload instead). Raw images over 8 GiB
  * are refused on write (QFS_EINVAL) and treated as corruption on load.
  *
+ * The same format serves as a backup file (`quorumfs snapshot save`), under
+ * any name and written piece by piece (snapfile_writer_*).
+ *
  * Threads: no shared state; but do not run snapfile_load() while a
  * snapfile_write() on the same DIR is in flight (load deletes tmp files).
  */
@@ -40,5 +43,60 @@ int snapfile_write(const char *dir, uint64_t index, uint64_t term, const uint8_t
  */
 int snapfile_load(const char *dir, uint64_t *index, uint64_t *term, uint8_t **data, size_t *len,
 		  char *errmsg, size_t errlen);
+
+/* What a snapshot file's header says. */
+struct snapfile_info {
+	uint64_t index, term;
+	uint64_t raw_len;  /* bytes of the image */
+	uint64_t comp_len; /* compressed bytes after the header */
+};
+
+/*
+ * Reads and verifies one snapshot file at path, whatever its name: header
+ * CRC, payload CRC (before anything is decompressed), lengths, and that the
+ * image decompresses to exactly raw_len bytes. A file named like a snapshot
+ * (<16 hex index>-<16 hex term>.snap) must say the same in its header. With
+ * data NULL it only verifies, in bounded memory; otherwise *data (malloc'd,
+ * caller frees) gets the image. info (may be NULL) gets the header once it
+ * is verified. Returns 0, QFS_ECORRUPT, QFS_EIO or QFS_ENOMEM, with errmsg
+ * naming the file and what is wrong. Reads only.
+ */
+int snapfile_read(const char *path, struct snapfile_info *info, uint8_t **data, size_t *len,
+		  char *errmsg, size_t errlen);
+
+#define SNAPFILE_NAME_LEN 38 /* <16 hex>-<16 hex>.snap */
+
+struct snapfile_name {
+	uint64_t index, term;
+	char name[SNAPFILE_NAME_LEN + 1]; /* in DIR/snap */
+};
+
+/* The snapshot files in DIR/snap, newest first, read from their names only
+ * (nothing is opened or deleted). *out is malloc'd (caller frees; NULL when
+ * there are none). Returns 0, QFS_ENOENT (no DIR/snap), QFS_EIO or
+ * QFS_ENOMEM, with errmsg. */
+int snapfile_list(const char *dir, struct snapfile_name **out, size_t *n, char *errmsg,
+		  size_t errlen);
+
+/*
+ * A snapshot file written piece by piece, for images that are never whole
+ * in memory (a backup streamed from a member). It goes to a temporary file
+ * next to path (tmp-<name>.XXXXXX), is compressed as it comes, and only
+ * commit puts it in place: header, fsync, rename over path, directory fsync.
+ * Each call returns 0 or QFS_EIO, QFS_ENOMEM, QFS_EINVAL (the image grew
+ * over the 8 GiB limit), with errmsg naming the file. After an error only
+ * snapfile_writer_destroy() is useful.
+ */
+struct snapfile_writer;
+int snapfile_writer_create(const char *path, uint64_t index, uint64_t term,
+			   struct snapfile_writer **out, char *errmsg, size_t errlen);
+/* data is only read during the call. Blocks (compression, write(2)). */
+int snapfile_writer_append(struct snapfile_writer *w, const uint8_t *data, size_t len, char *errmsg,
+			   size_t errlen);
+/* Makes the file durable under path; info (may be NULL) gets its header. */
+int snapfile_writer_commit(struct snapfile_writer *w, struct snapfile_info *info, char *errmsg,
+			   size_t errlen);
+/* Frees w; a temporary file not committed is removed. NULL is fine. */
+void snapfile_writer_destroy(struct snapfile_writer *w);
 
 #endif

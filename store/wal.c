@@ -8,6 +8,9 @@
  *
  * Every segment after the first starts with a copy of the latest hard state,
  * so deleting older segments in wal_compact() can never lose the vote.
+ *
+ * wal_inspect() is the same reading for tools, in one read-only pass: the
+ * records and their places go to the caller as they are read.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +36,7 @@
 #define SNAPSHOT_BYTES 17u  /* type, index, term */
 #define READ_CHUNK (1u << 20)
 #define SEGMENT_NAME_LEN 20 /* 16 hex digits + ".wal" */
+#define REFUSE "; refusing to start" /* what damage means to wal_open */
 
 struct segment {
 	uint64_t name;	    /* from the file name; orders segments by creation */
@@ -63,16 +67,27 @@ struct reader {
 	size_t len;	/* valid bytes in buf */
 };
 
-/* State carried through the segments by both passes of wal_open(). */
+enum scan_mode {
+	SCAN_REPAIR,  /* wal_open's first pass: verify, truncate a torn tail */
+	SCAN_REPLAY,  /* wal_open's second pass: records to cb */
+	SCAN_INSPECT, /* wal_inspect: records with their places, nothing written */
+};
+
+/* State carried through the segments by a pass. */
 struct scan {
+	enum scan_mode mode;
 	uint64_t after_index;
 	int (*cb)(void *arg, const struct wal_record *rec); /* NULL: verify only */
 	void *arg;
+	const struct wal_inspect_cb *inspect; /* SCAN_INSPECT */
+	const char *refuse;		      /* after a damage message: what that means */
 	uint64_t prev;	/* last index of the log as replayed, for gap checks */
 	int seen_entry; /* any entry so far, skipped or not */
 	uint64_t last_index;
 	int have_hs;
 	uint64_t hs_term, hs_vote, hs_commit;
+	uint64_t records, entries, first_index, last_term; /* for wal_summary */
+	uint64_t seg_records, seg_size;			   /* the segment being read */
 	char *errmsg;
 	size_t errlen;
 };
@@ -172,21 +187,23 @@ static int check_entry_index(struct scan *s, const char *path, uint64_t off, uin
 	} else if (index > s->prev + 1) {
 		if (!s->seen_entry)
 			fileio_set_err(s->errmsg, s->errlen,
-				"wal: %s: first entry has index %" PRIu64 " at offset %" PRIu64
-				" but the snapshot ends at %" PRIu64
-				": entries missing (WAL compacted past the snapshot?); refusing to "
-				"start",
-				path, index, off, s->after_index);
+				       "wal: %s: first entry has index %" PRIu64
+				       " at offset %" PRIu64 " but the snapshot ends at %" PRIu64
+				       ": entries missing (WAL compacted past the snapshot?)%s",
+				       path, index, off, s->after_index, s->refuse);
 		else
 			fileio_set_err(s->errmsg, s->errlen,
-				"wal: %s: entry index %" PRIu64 " at offset %" PRIu64
-				" follows index %" PRIu64
-				": entries missing (lost segment?); refusing to start",
-				path, index, off, s->prev);
+				       "wal: %s: entry index %" PRIu64 " at offset %" PRIu64
+				       " follows index %" PRIu64
+				       ": entries missing (lost segment?)%s",
+				       path, index, off, s->prev, s->refuse);
 		return QFS_ECORRUPT;
 	} else {
 		s->prev = index;
 	}
+	if (!s->entries || index < s->first_index)
+		s->first_index = index;
+	s->entries++;
 	s->seen_entry = 1;
 	s->last_index = index;
 	return 0;
@@ -207,11 +224,13 @@ static int scan_segment(struct scan *s, const char *path, int fd, int is_last, u
 
 	*torn_at = UINT64_MAX;
 	*max_index = 0;
+	s->seg_records = 0;
 	if (fstat(fd, &st) != 0) {
 		fileio_set_err(s->errmsg, s->errlen, "wal: %s: fstat: %s", path, strerror(errno));
 		return QFS_EIO;
 	}
 	r.size = (uint64_t)st.st_size;
+	s->seg_size = r.size;
 
 	while (off < r.size) {
 		uint64_t left = r.size - off;
@@ -289,6 +308,7 @@ static int scan_segment(struct scan *s, const char *path, int fd, int is_last, u
 				goto out;
 			if (rec.index > *max_index)
 				*max_index = rec.index;
+			s->last_term = rec.term;
 		} else if (len >= 1 && p[0] == WAL_HARDSTATE) {
 			if (len != HARDSTATE_BYTES) {
 				what = "HARDSTATE record of wrong size";
@@ -318,12 +338,21 @@ static int scan_segment(struct scan *s, const char *path, int fd, int is_last, u
 			s->prev = rec.index;
 			if (rec.index > *max_index)
 				*max_index = rec.index;
+			s->last_term = rec.term;
 			skip = 0;
 		} else {
 			what = "unknown record type";
 			goto corrupt;
 		}
-		if (s->cb && !skip) {
+		s->records++;
+		s->seg_records++;
+		if (s->inspect && s->inspect->record) {
+			struct wal_pos pos = {path, off, HEADER_BYTES + len, skip};
+
+			rc = s->inspect->record(s->inspect->arg, &rec, &pos);
+			if (rc)
+				goto out;
+		} else if (s->cb && !skip) {
 			rc = s->cb(s->arg, &rec);
 			if (rc)
 				goto out;
@@ -335,8 +364,8 @@ done:
 	goto out;
 corrupt:
 	fileio_set_err(s->errmsg, s->errlen,
-		"wal: %s: %s at offset %" PRIu64 " (of %" PRIu64 " bytes); refusing to start", path,
-		what, off, r.size);
+		       "wal: %s: %s at offset %" PRIu64 " (of %" PRIu64 " bytes)%s", path, what,
+		       off, r.size, s->refuse);
 	rc = QFS_ECORRUPT;
 	goto out;
 io_error:
@@ -466,8 +495,19 @@ static int make_wal_dir(const char *dir, const char *wal_dir, char *errmsg, size
 	return QFS_EIO;
 }
 
-/* One pass over all segments; the verify pass also repairs a torn tail. */
-static int scan_all(struct wal *w, struct scan *s, int verify)
+/* Gives the inspecting caller a segment it has read. */
+static int segment_done(struct scan *s, const char *path, uint64_t torn_at, const char *why)
+{
+	struct wal_segment_info info = {path, s->seg_size, s->seg_records, torn_at, why};
+
+	if (!s->inspect || !s->inspect->segment)
+		return 0;
+	return s->inspect->segment(s->inspect->arg, &info);
+}
+
+/* One pass over all segments; the repair pass also truncates a torn tail,
+ * the inspect pass only reports it (in sum, which it may be given). */
+static int scan_all(struct wal *w, struct scan *s, struct wal_summary *sum)
 {
 	int rc = 0;
 
@@ -482,7 +522,8 @@ static int scan_all(struct wal *w, struct scan *s, int verify)
 			fileio_set_err(s->errmsg, s->errlen, "wal: %s: out of memory", w->dir);
 			return QFS_ENOMEM;
 		}
-		fd = open(path, (verify && is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		fd =
+		    open(path, (s->mode == SCAN_REPAIR && is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		if (fd < 0) {
 			fileio_set_err(s->errmsg, s->errlen, "wal: %s: open: %s", path, strerror(errno));
 			rc = QFS_EIO;
@@ -492,18 +533,24 @@ static int scan_all(struct wal *w, struct scan *s, int verify)
 		if (rc)
 			goto next;
 		w->segs[i].max_index = max_index;
-		if (torn_at != UINT64_MAX) {
+		if (torn_at != UINT64_MAX && s->mode == SCAN_INSPECT && sum) {
+			sum->torn = 1;
+			sum->torn_offset = torn_at;
+			sum->torn_bytes = s->seg_size - torn_at;
+			sum->torn_why = why;
+			snprintf(sum->torn_file, sizeof(sum->torn_file), "%016" PRIx64 ".wal",
+				 w->segs[i].name);
+		} else if (torn_at != UINT64_MAX && s->mode == SCAN_REPLAY) {
+			/* The repair pass truncated it: something else is
+			 * writing this WAL. */
+			fileio_set_err(s->errmsg, s->errlen,
+				       "wal: %s: changed during recovery at offset %" PRIu64, path,
+				       torn_at);
+			rc = QFS_EIO;
+			goto next;
+		} else if (torn_at != UINT64_MAX && s->mode == SCAN_REPAIR) {
 			struct stat st;
 
-			if (!verify) {
-				/* The verify pass truncated it: something else is
-				 * writing this WAL. */
-				fileio_set_err(s->errmsg, s->errlen,
-					"wal: %s: changed during recovery at offset %" PRIu64, path,
-					torn_at);
-				rc = QFS_EIO;
-				goto next;
-			}
 			if (fstat(fd, &st) != 0 || ftruncate(fd, (off_t)torn_at) != 0 ||
 			    fsync(fd) != 0) {
 				fileio_set_err(s->errmsg, s->errlen, "wal: %s: truncating torn tail: %s",
@@ -515,6 +562,7 @@ static int scan_all(struct wal *w, struct scan *s, int verify)
 				 " bytes",
 				 path, torn_at, why, (uint64_t)st.st_size - torn_at);
 		}
+		rc = segment_done(s, path, torn_at, why);
 	next:
 		if (fd >= 0)
 			close(fd);
@@ -529,8 +577,12 @@ int wal_open(const char *dir, uint64_t after_index,
 	     int (*cb)(void *arg, const struct wal_record *rec), void *arg, struct wal **out,
 	     char *errmsg, size_t errlen)
 {
-	struct scan s = {
-	    .after_index = after_index, .prev = after_index, .errmsg = errmsg, .errlen = errlen};
+	struct scan s = {.mode = SCAN_REPAIR,
+			 .after_index = after_index,
+			 .prev = after_index,
+			 .refuse = REFUSE,
+			 .errmsg = errmsg,
+			 .errlen = errlen};
 	struct wal *w;
 	struct stat st;
 	char *path = NULL;
@@ -556,7 +608,7 @@ int wal_open(const char *dir, uint64_t after_index,
 	if (rc)
 		goto cleanup_wal;
 
-	rc = scan_all(w, &s, 1);
+	rc = scan_all(w, &s, NULL);
 	if (rc)
 		goto cleanup_wal;
 	w->last_index = s.last_index;
@@ -566,14 +618,16 @@ int wal_open(const char *dir, uint64_t after_index,
 	w->hs_commit = s.hs_commit;
 
 	if (cb) {
-		struct scan replay = {.after_index = after_index,
+		struct scan replay = {.mode = SCAN_REPLAY,
+				      .after_index = after_index,
 				      .prev = after_index,
 				      .cb = cb,
 				      .arg = arg,
+				      .refuse = REFUSE,
 				      .errmsg = errmsg,
 				      .errlen = errlen};
 
-		rc = scan_all(w, &replay, 0);
+		rc = scan_all(w, &replay, NULL);
 		if (rc)
 			goto cleanup_wal;
 	}
@@ -605,6 +659,65 @@ int wal_open(const char *dir, uint64_t after_index,
 cleanup_path:
 	free(path);
 cleanup_wal:
+	if (rc == QFS_ENOMEM && errmsg && errlen && !errmsg[0])
+		fileio_set_err(errmsg, errlen, "wal: %s: out of memory", dir);
+	wal_close(w);
+	return rc;
+}
+
+int wal_inspect(const char *dir, uint64_t after_index, const struct wal_inspect_cb *cb,
+		struct wal_summary *sum, char *errmsg, size_t errlen)
+{
+	static const struct wal_inspect_cb none;
+	struct scan s = {.mode = SCAN_INSPECT,
+			 .after_index = after_index,
+			 .prev = after_index,
+			 .inspect = cb ? cb : &none,
+			 .refuse = "",
+			 .errmsg = errmsg,
+			 .errlen = errlen};
+	struct wal_summary local;
+	struct stat st;
+	struct wal *w;
+	int rc;
+
+	if (errmsg && errlen)
+		errmsg[0] = '\0';
+	sum = sum ? sum : &local;
+	memset(sum, 0, sizeof(*sum));
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return QFS_ENOMEM;
+	w->fd = -1;
+	w->dir = fileio_path_join(dir, "wal");
+	if (!w->dir) {
+		rc = QFS_ENOMEM;
+		goto out;
+	}
+	if (stat(w->dir, &st) != 0) {
+		fileio_set_err(errmsg, errlen, "wal: %s: %s", w->dir, strerror(errno));
+		rc = errno == ENOENT ? QFS_ENOENT : QFS_EIO;
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fileio_set_err(errmsg, errlen, "wal: %s: not a directory", w->dir);
+		rc = QFS_EIO;
+		goto out;
+	}
+	rc = list_segments(w, errmsg, errlen);
+	if (!rc)
+		rc = scan_all(w, &s, sum);
+	sum->segments = w->nsegs;
+	sum->records = s.records;
+	sum->entries = s.entries;
+	sum->first_index = s.first_index;
+	sum->last_index = s.last_index;
+	sum->last_term = s.last_term;
+	sum->have_hs = s.have_hs;
+	sum->hs_term = s.hs_term;
+	sum->hs_vote = s.hs_vote;
+	sum->hs_commit = s.hs_commit;
+out:
 	if (rc == QFS_ENOMEM && errmsg && errlen && !errmsg[0])
 		fileio_set_err(errmsg, errlen, "wal: %s: out of memory", dir);
 	wal_close(w);

@@ -96,6 +96,61 @@ int wal_compact(struct wal *w, uint64_t index);
  * below the snapshot index: the log's end is the larger of the two. */
 uint64_t wal_last_index(const struct wal *w);
 
+/* ---- Reading without opening: tools (quorumfs check, dump-wal) -------------- */
+
+/* Where a record sits. */
+struct wal_pos {
+	const char *path; /* the segment file */
+	uint64_t offset;  /* of the record's header */
+	uint64_t bytes;	  /* header and payload */
+	int covered;	  /* an entry at or below the snapshot index (the data dir's,
+			   * or an earlier SNAPSHOT record's): replay skips it */
+};
+
+/* One segment, once read. */
+struct wal_segment_info {
+	const char *path;
+	uint64_t size;	  /* bytes in the file */
+	uint64_t records; /* whole records read */
+	uint64_t torn_at; /* UINT64_MAX, or where a torn tail begins (last segment) */
+	const char *torn_why;
+};
+
+struct wal_inspect_cb {
+	/* Each record in file order, covered ones included; data as in
+	 * wal_open. Non-zero stops the walk and is returned. May be NULL. */
+	int (*record)(void *arg, const struct wal_record *rec, const struct wal_pos *pos);
+	/* Each segment after its records. Non-zero stops. May be NULL. */
+	int (*segment)(void *arg, const struct wal_segment_info *seg);
+	void *arg;
+};
+
+struct wal_summary {
+	uint64_t segments, records, entries;
+	uint64_t first_index, last_index; /* of the entries in the files; 0: none */
+	uint64_t last_term;		  /* of the last ENTRY or SNAPSHOT record: the log's end */
+	int have_hs;
+	uint64_t hs_term, hs_vote, hs_commit; /* the last HARDSTATE */
+	/* A torn tail of the last segment: what wal_open would truncate. */
+	int torn;
+	uint64_t torn_offset, torn_bytes;
+	const char *torn_why; /* static */
+	char torn_file[32];   /* the segment's name in DIR/wal */
+};
+
+/*
+ * Reads DIR/wal like wal_open() does, with the same checks (CRCs, record
+ * structure, index continuity after after_index), but only reads: no file
+ * or directory is created, truncated or locked, and a torn tail is
+ * reported in sum (not an error). Records reach cb as they are read, so on
+ * damage cb has seen everything before it. Returns 0, QFS_ENOENT (no
+ * DIR/wal), QFS_ECORRUPT or QFS_EIO with errmsg naming file and offset,
+ * QFS_ENOMEM, or what cb returned. sum (may be NULL) is filled as far as
+ * the walk got.
+ */
+int wal_inspect(const char *dir, uint64_t after_index, const struct wal_inspect_cb *cb,
+		struct wal_summary *sum, char *errmsg, size_t errlen);
+
 /* For tests: rotate once a segment is over `bytes` instead of
  * WAL_SEGMENT_BYTES, so rotation is cheap to exercise. */
 void wal_set_segment_bytes(struct wal *w, uint64_t bytes);

@@ -1,7 +1,8 @@
 /*
  * Client protocol tests: every request and response round-trips (WATCH
- * frames and the lease frames included, and a WATCH stream's order is
- * enforced by the decoder, a LEASE_LIST's counts too); headers
+ * frames, the lease frames and SNAPSHOT chunks included, and a WATCH
+ * stream's order is enforced by the decoder, a LEASE_LIST's counts and a
+ * SNAPSHOT chunk's bounds too); headers
  * with a wrong magic, version, type or length are refused before anything
  * is allocated; every truncation and every single-bit flip of a frame is
  * caught (by the header check, the CRC or the decoder), and decoders fed
@@ -81,6 +82,7 @@ static struct client_req sample_reqs[] = {
      .value_len = sizeof(value_bytes),
      .ttl_ms = 10000},
     {.type = CLIENT_REQ_PUT_LEASE, .key = "/svc/web/h2", .value_len = 0, .lease_id = 0x1234},
+    {.type = CLIENT_REQ_SNAPSHOT},
 };
 #define NREQS (sizeof(sample_reqs) / sizeof(sample_reqs[0]))
 
@@ -328,6 +330,32 @@ static void encode_lease_responses(struct qbuf *b)
 	assert_int_equal(client_proto_leases_end(&e, false), 0);
 }
 
+static const uint8_t image_bytes[] = "an image of the replicated state";
+
+static struct client_snapshot sample_snapshot(uint64_t offset, size_t len)
+{
+	return (struct client_snapshot){.index = 1234,
+					.term = 5,
+					.revision = 999,
+					.keys = 17,
+					.leases = 2,
+					.total = sizeof(image_bytes),
+					.crc = 0xdeadbeef,
+					.offset = offset,
+					.chunk = image_bytes + offset,
+					.chunk_len = len};
+}
+
+/* A SNAPSHOT stream: two chunks. */
+static void encode_snapshot_responses(struct qbuf *b)
+{
+	struct client_snapshot a = sample_snapshot(0, 10);
+	struct client_snapshot z = sample_snapshot(10, sizeof(image_bytes) - 10);
+
+	assert_int_equal(client_proto_snapshot_encode(b, &a), 0);
+	assert_int_equal(client_proto_snapshot_encode(b, &z), 0);
+}
+
 /* Every response type, one frame after another in one buffer. */
 static void encode_all_responses(struct qbuf *b)
 {
@@ -363,9 +391,10 @@ static void encode_all_responses(struct qbuf *b)
 						 NULL, NULL),
 			 0);
 	encode_lease_responses(b);
+	encode_snapshot_responses(b);
 }
 
-#define NRESPS 18
+#define NRESPS 20
 
 static void check_lease_response(size_t i, const struct client_resp *r)
 {
@@ -422,6 +451,24 @@ static void check_lease_response(size_t i, const struct client_resp *r)
 
 static void check_response(size_t i, const struct client_resp *r)
 {
+	if (i >= 18) {
+		const struct client_snapshot *s = &r->snap;
+		uint64_t off = i == 18 ? 0 : 10;
+
+		assert_int_equal(r->type, CLIENT_REQ_SNAPSHOT);
+		assert_int_equal(r->status, 0);
+		assert_int_equal(s->index, 1234);
+		assert_int_equal(s->term, 5);
+		assert_int_equal(s->revision, 999);
+		assert_int_equal(s->keys, 17);
+		assert_int_equal(s->leases, 2);
+		assert_int_equal(s->total, sizeof(image_bytes));
+		assert_int_equal(s->crc, 0xdeadbeef);
+		assert_int_equal(s->offset, off);
+		assert_int_equal(s->chunk_len, i == 18 ? 10 : sizeof(image_bytes) - 10);
+		assert_memory_equal(s->chunk, image_bytes + off, s->chunk_len);
+		return;
+	}
 	if (i >= 12) {
 		check_lease_response(i, r);
 		return;
@@ -657,6 +704,54 @@ static void test_lease_list_decode_rejects(void)
 	assert_int_equal(decode_lease_list(1, 2, 1, 2), QFS_EMSG);
 }
 
+/* A SNAPSHOT frame as a (possibly broken) member would send it. */
+static int decode_snapshot(uint64_t total, uint64_t offset, size_t len)
+{
+	struct client_resp r;
+	struct qbuf b;
+	struct client_hdr h = {.type = CLIENT_REQ_SNAPSHOT | CLIENT_PROTO_RESPONSE};
+	int rv;
+
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	for (int i = 0; i < 5; i++)
+		qbuf_put_u64(&b, 1);
+	qbuf_put_u64(&b, total);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u64(&b, offset);
+	qbuf_put_bytes(&b, image_bytes, len);
+	h.len = (uint32_t)b.len;
+	rv = client_proto_resp_decode(&h, b.data, b.len, &r);
+	client_proto_resp_free(&r);
+	qbuf_close(&b);
+	return rv;
+}
+
+static void test_snapshot_rejects(void)
+{
+	struct client_snapshot s = sample_snapshot(0, 10);
+	struct qbuf b;
+
+	assert_int_equal(decode_snapshot(10, 0, 10), 0);
+	assert_int_equal(decode_snapshot(20, 10, 10), 0);
+	assert_int_equal(decode_snapshot(0, 0, 0), 0); /* an empty image */
+	/* A chunk past the total, an offset past it, an empty chunk that does
+	 * not end the image: the member is broken. */
+	assert_int_equal(decode_snapshot(10, 5, 10), QFS_EMSG);
+	assert_int_equal(decode_snapshot(10, 11, 0), QFS_EMSG);
+	assert_int_equal(decode_snapshot(UINT64_MAX, UINT64_MAX - 2, 10), QFS_EMSG);
+	assert_int_equal(decode_snapshot(10, 5, 0), QFS_EMSG);
+	/* The encoder refuses the same, and chunks over the frame bound. */
+	qbuf_init(&b);
+	s.total = 5;
+	assert_int_equal(client_proto_snapshot_encode(&b, &s), QFS_EINVAL);
+	s.total = UINT64_MAX;
+	s.chunk_len = CLIENT_PROTO_SNAPSHOT_CHUNK + 1;
+	assert_int_equal(client_proto_snapshot_encode(&b, &s), QFS_EINVAL);
+	assert_int_equal(b.len, 0);
+	qbuf_close(&b);
+}
+
 static void test_resp_decode_rejects(void **state)
 {
 	struct client_hdr h = {.type = CLIENT_REQ_STATUS | CLIENT_PROTO_RESPONSE};
@@ -699,6 +794,7 @@ static void test_resp_decode_rejects(void **state)
 	assert_null(r.events);
 	qbuf_close(&b);
 	test_lease_list_decode_rejects();
+	test_snapshot_rejects();
 }
 
 /* A well-formed WATCH frame whose stream promises are broken: decoding fails. */

@@ -1,6 +1,7 @@
 /*
- * Snapshot file unit tests: round trips, pruning, choice of the newest, and
- * refusal (with the file named) for every kind of damage.
+ * Snapshot file unit tests: round trips, pruning, choice of the newest,
+ * refusal (with the file named) for every kind of damage, and backup files
+ * (any name, written piece by piece, read back or only verified).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -326,6 +327,175 @@ static void test_no_fallback_to_older(void **state)
 	free(a);
 }
 
+/* ---- Backup files: any name, written piece by piece ------------------------ */
+
+static size_t count_dir(const char *path)
+{
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d = opendir(path);
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_writer_pieces_round_trip(void **state)
+{
+	const char *dir = *state;
+	size_t n = 700000, flen;
+	uint8_t *img = image(n, 5), *data = NULL, *file;
+	struct snapfile_writer *w;
+	struct snapfile_info info, got;
+	char path[512], err[512];
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "%s/backup.db", dir);
+	assert_int_equal(snapfile_writer_create(path, 42, 7, &w, err, sizeof(err)), 0);
+	/* Pieces of odd sizes, one empty. */
+	for (size_t off = 0, step = 1; off < n; off += step, step = step * 3 + 1) {
+		size_t k = n - off < step ? n - off : step;
+
+		assert_int_equal(snapfile_writer_append(w, img + off, k, err, sizeof(err)), 0);
+		assert_int_equal(snapfile_writer_append(w, img, 0, err, sizeof(err)), 0);
+	}
+	/* Nothing under the final name before commit; only the tmp file. */
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(count_dir(dir), 1);
+	assert_int_equal(snapfile_writer_commit(w, &info, err, sizeof(err)), 0);
+	snapfile_writer_destroy(w);
+	assert_int_equal(count_dir(dir), 1);
+	assert_int_equal(info.index, 42);
+	assert_int_equal(info.term, 7);
+	assert_int_equal(info.raw_len, n);
+
+	/* The same format as a member's snapshot file. */
+	file = slurp(path, &flen);
+	assert_memory_equal(file, "QFSSNAP1", 8);
+	assert_int_equal(qfs_le64_get(file + 32), flen - 48);
+	assert_int_equal(info.comp_len, flen - 48);
+	free(file);
+
+	assert_int_equal(snapfile_read(path, &got, &data, &len, err, sizeof(err)), 0);
+	assert_int_equal(got.index, 42);
+	assert_int_equal(got.term, 7);
+	assert_int_equal(got.raw_len, n);
+	assert_int_equal(len, n);
+	assert_memory_equal(data, img, n);
+	free(data);
+	/* Verify only: no image handed out. */
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(snapfile_read(path, &got, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(got.raw_len, n);
+	free(img);
+}
+
+static void test_writer_destroy_and_replace(void **state)
+{
+	const char *dir = *state;
+	uint8_t *a = image(5000, 1), *b = image(6000, 2), *data;
+	struct snapfile_writer *w;
+	struct snapfile_info info;
+	char path[512], err[512];
+	size_t len;
+
+	/* Given up before commit: nothing left behind. */
+	snprintf(path, sizeof(path), "%s/b.snap", dir);
+	assert_int_equal(snapfile_writer_create(path, 1, 1, &w, err, sizeof(err)), 0);
+	assert_int_equal(snapfile_writer_append(w, a, 5000, err, sizeof(err)), 0);
+	snapfile_writer_destroy(w);
+	assert_int_equal(count_dir(dir), 0);
+
+	/* A new backup replaces the old one only on commit. */
+	assert_int_equal(snapfile_writer_create(path, 1, 1, &w, err, sizeof(err)), 0);
+	assert_int_equal(snapfile_writer_append(w, a, 5000, err, sizeof(err)), 0);
+	assert_int_equal(snapfile_writer_commit(w, NULL, err, sizeof(err)), 0);
+	snapfile_writer_destroy(w);
+	assert_int_equal(snapfile_writer_create(path, 2, 1, &w, err, sizeof(err)), 0);
+	assert_int_equal(snapfile_writer_append(w, b, 6000, err, sizeof(err)), 0);
+	assert_int_equal(snapfile_read(path, &info, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(info.index, 1);
+	assert_int_equal(snapfile_writer_commit(w, NULL, err, sizeof(err)), 0);
+	snapfile_writer_destroy(w);
+	assert_int_equal(snapfile_read(path, &info, &data, &len, err, sizeof(err)), 0);
+	assert_int_equal(info.index, 2);
+	assert_int_equal(len, 6000);
+	assert_memory_equal(data, b, 6000);
+	free(data);
+	assert_int_equal(count_dir(dir), 1);
+
+	/* A directory that does not exist: one line naming it. */
+	snprintf(path, sizeof(path), "%s/nope/b.snap", dir);
+	assert_int_equal(snapfile_writer_create(path, 1, 1, &w, err, sizeof(err)), QFS_EIO);
+	assert_null(w);
+	assert_non_null(strstr(err, "nope"));
+	free(a);
+	free(b);
+}
+
+static void test_read_any_name_and_damage(void **state)
+{
+	const char *dir = *state;
+	uint8_t *buf;
+	size_t len;
+	const char *snap = fresh(dir, &buf, &len);
+	char path[512], err[512];
+	struct snapfile_info info;
+
+	(void)snap;
+	/* Any name works, and damage is found the same way. */
+	snprintf(path, sizeof(path), "%s/copy", dir);
+	spit(path, buf, len);
+	assert_int_equal(snapfile_read(path, &info, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(info.index, 5);
+	spit(path, buf, len - 10);
+	assert_int_equal(snapfile_read(path, &info, NULL, NULL, err, sizeof(err)), QFS_ECORRUPT);
+	assert_non_null(strstr(err, "truncated"));
+	buf[48 + 100] ^= 4;
+	spit(path, buf, len);
+	assert_int_equal(snapfile_read(path, &info, NULL, NULL, err, sizeof(err)), QFS_ECORRUPT);
+	assert_non_null(strstr(err, "bad payload CRC"));
+	assert_non_null(strstr(err, path));
+	/* Not a file at all. */
+	assert_int_equal(snapfile_read(dir, &info, NULL, NULL, err, sizeof(err)), QFS_EIO);
+	assert_non_null(strstr(err, "not a regular file"));
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	assert_int_equal(snapfile_read(path, &info, NULL, NULL, err, sizeof(err)), QFS_EIO);
+	assert_non_null(strstr(err, "missing"));
+	free(buf);
+}
+
+static void test_list(void **state)
+{
+	const char *dir = *state;
+	uint8_t *a = image(100, 1);
+	struct snapfile_name *v;
+	char tmp[512], err[256];
+	size_t n;
+
+	assert_int_equal(snapfile_list(dir, &v, &n, err, sizeof(err)), QFS_ENOENT);
+	assert_null(v);
+	assert_int_equal(snapfile_write(dir, 3, 1, a, 100, 5), 0);
+	assert_int_equal(snapfile_write(dir, 9, 2, a, 100, 5), 0);
+	assert_int_equal(snapfile_write(dir, 9, 1, a, 100, 5), 0);
+	snprintf(tmp, sizeof(tmp), "%s/snap/tmp-x", dir);
+	spit(tmp, a, 10);
+	assert_int_equal(snapfile_list(dir, &v, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(v[0].index, 9);
+	assert_int_equal(v[0].term, 2);
+	assert_string_equal(v[0].name, "0000000000000009-0000000000000002.snap");
+	assert_int_equal(v[1].term, 1);
+	assert_int_equal(v[2].index, 3);
+	free(v);
+	/* Listing removes nothing. */
+	assert_int_equal(access(tmp, F_OK), 0);
+	free(a);
+}
+
 int main(void)
 {
 	qfs_log_set_level("error");
@@ -340,6 +510,10 @@ int main(void)
 	    T(test_corrupt_lengths),
 	    T(test_corrupt_payload),
 	    T(test_no_fallback_to_older),
+	    T(test_writer_pieces_round_trip),
+	    T(test_writer_destroy_and_replace),
+	    T(test_read_any_name_and_damage),
+	    T(test_list),
 #undef T
 	};
 

@@ -835,6 +835,216 @@ static void test_cb_stop_and_bad_write(void **state)
 	collector_reset(&c);
 }
 
+/* ---- wal_inspect ---------------------------------------------------------- */
+
+struct seen {
+	struct collector c;
+	uint64_t offsets[64], bytes[64];
+	int covered[64];
+	char path[64][512];
+	size_t nsegs;
+	uint64_t seg_records, seg_torn_at;
+};
+
+static int seen_record(void *arg, const struct wal_record *rec, const struct wal_pos *pos)
+{
+	struct seen *s = arg;
+	size_t i = s->c.n;
+
+	assert_true(i < 64);
+	s->offsets[i] = pos->offset;
+	s->bytes[i] = pos->bytes;
+	s->covered[i] = pos->covered;
+	snprintf(s->path[i], sizeof(s->path[i]), "%s", pos->path);
+	return collect(&s->c, rec);
+}
+
+static int seen_segment(void *arg, const struct wal_segment_info *seg)
+{
+	struct seen *s = arg;
+
+	s->nsegs++;
+	s->seg_records += seg->records;
+	s->seg_torn_at = seg->torn_at;
+	return 0;
+}
+
+static void test_inspect_places_and_summary(void **state)
+{
+	const char *dir = *state;
+	const char *path = seg_path(dir, 1);
+	struct seen s = {0};
+	struct wal_inspect_cb cb = {seen_record, seen_segment, &s};
+	struct wal_summary sum;
+	uint64_t sizes[4];
+	size_t len, len2;
+	uint8_t *before, *after;
+	char err[256];
+
+	four_entries(dir, sizes);
+	before = slurp(path, &len);
+	/* Entries 1 and 2 are under a snapshot at 2: covered, still shown. */
+	assert_int_equal(wal_inspect(dir, 2, &cb, &sum, err, sizeof(err)), 0);
+	assert_int_equal(s.c.n, 4);
+	for (size_t i = 0; i < 4; i++) {
+		check_entry(&s.c.v[i], i + 1, 1, 20 + (i + 1) * 5);
+		assert_int_equal(s.offsets[i], i ? sizes[i - 1] : 0);
+		assert_int_equal(s.bytes[i], sizes[i] - (i ? sizes[i - 1] : 0));
+		assert_int_equal(s.covered[i], i < 2);
+		assert_string_equal(s.path[i], path);
+	}
+	assert_int_equal(s.nsegs, 1);
+	assert_int_equal(s.seg_records, 4);
+	assert_int_equal(s.seg_torn_at, UINT64_MAX);
+	assert_int_equal(sum.segments, 1);
+	assert_int_equal(sum.records, 4);
+	assert_int_equal(sum.entries, 4);
+	assert_int_equal(sum.first_index, 1);
+	assert_int_equal(sum.last_index, 4);
+	assert_int_equal(sum.last_term, 1);
+	assert_false(sum.have_hs);
+	assert_false(sum.torn);
+
+	/* Reading changed nothing. */
+	after = slurp(path, &len2);
+	assert_int_equal(len, len2);
+	assert_memory_equal(before, after, len);
+	free(before);
+	free(after);
+	collector_reset(&s.c);
+}
+
+static void test_inspect_rotation_and_hardstate(void **state)
+{
+	const char *dir = *state;
+	struct seen s = {0};
+	struct wal_inspect_cb cb = {seen_record, seen_segment, &s};
+	struct wal_summary sum;
+	uint64_t names[64];
+	char err[256];
+
+	fill_segments(dir, 30, 200);
+	assert_int_equal(wal_inspect(dir, 0, &cb, &sum, err, sizeof(err)), 0);
+	assert_int_equal(s.nsegs, list_segs(dir, names, 64));
+	assert_int_equal(sum.segments, s.nsegs);
+	assert_int_equal(s.seg_records, sum.records);
+	assert_int_equal(sum.entries, 30);
+	assert_int_equal(sum.first_index, 1);
+	assert_int_equal(sum.last_index, 30);
+	assert_true(sum.have_hs);
+	assert_int_equal(sum.hs_term, 2);
+	assert_int_equal(sum.hs_vote, 7);
+	assert_int_equal(sum.hs_commit, 9);
+	collector_reset(&s.c);
+}
+
+static void test_inspect_torn_tail_reported_not_repaired(void **state)
+{
+	const char *dir = *state;
+	const char *path = seg_path(dir, 1);
+	struct seen s = {0};
+	struct wal_inspect_cb cb = {seen_record, seen_segment, &s};
+	struct wal_summary sum;
+	uint64_t sizes[4];
+	size_t len;
+	uint8_t *orig;
+	char err[256];
+
+	four_entries(dir, sizes);
+	orig = slurp(path, &len);
+	spit(path, orig, sizes[3] - 3);
+	assert_int_equal(wal_inspect(dir, 0, &cb, &sum, err, sizeof(err)), 0);
+	assert_int_equal(s.c.n, 3);
+	assert_true(sum.torn);
+	assert_int_equal(sum.torn_offset, sizes[2]);
+	assert_int_equal(sum.torn_bytes, sizes[3] - 3 - sizes[2]);
+	assert_string_equal(sum.torn_file, "0000000000000001.wal");
+	assert_non_null(strstr(sum.torn_why, "cut short"));
+	assert_int_equal(s.seg_torn_at, sizes[2]);
+	assert_int_equal(sum.last_index, 3);
+	/* Reported, not truncated. */
+	assert_int_equal(file_size(path), sizes[3] - 3);
+	free(orig);
+	collector_reset(&s.c);
+}
+
+static void test_inspect_corrupt_middle(void **state)
+{
+	const char *dir = *state;
+	const char *path = seg_path(dir, 1);
+	struct seen s = {0};
+	struct wal_inspect_cb cb = {seen_record, NULL, &s};
+	struct wal_summary sum;
+	uint64_t sizes[4];
+	char err[512], at[64];
+
+	four_entries(dir, sizes);
+	flip_byte(path, sizes[1] + 12 + 20);
+	assert_int_equal(wal_inspect(dir, 0, &cb, &sum, err, sizeof(err)), QFS_ECORRUPT);
+	/* The records before the damage were seen; the message names the
+	 * file and the offset, and says nothing about starting. */
+	assert_int_equal(s.c.n, 2);
+	assert_non_null(strstr(err, path));
+	snprintf(at, sizeof(at), "bad record CRC at offset %" PRIu64 " ", sizes[1]);
+	if (!strstr(err, at))
+		fail_msg("errmsg \"%s\" lacks \"%s\"", err, at);
+	assert_null(strstr(err, "refusing"));
+	assert_int_equal(file_size(path), sizes[3]);
+	collector_reset(&s.c);
+}
+
+static void test_inspect_gap(void **state)
+{
+	const char *dir = *state;
+	struct seen s = {0};
+	struct wal_inspect_cb cb = {seen_record, NULL, &s};
+	struct collector c = {0};
+	struct wal *w;
+	char err[512];
+
+	assert_int_equal(reopen(dir, 0, &c, &w, err, sizeof(err)), 0);
+	put_entry(w, 1, 1, 4);
+	put_entry(w, 2, 1, 4);
+	put_entry(w, 5, 1, 4);
+	wal_close(w);
+	assert_int_equal(wal_inspect(dir, 0, &cb, NULL, err, sizeof(err)), QFS_ECORRUPT);
+	assert_int_equal(s.c.n, 2);
+	assert_non_null(strstr(err, "entry index 5 at offset"));
+	assert_non_null(strstr(err, "entries missing"));
+	/* After a snapshot at 4 the same log is whole. */
+	collector_reset(&s.c);
+	assert_int_equal(wal_inspect(dir, 4, &cb, NULL, err, sizeof(err)), 0);
+	assert_int_equal(s.c.n, 3);
+	assert_true(s.covered[0] && s.covered[1] && !s.covered[2]);
+	collector_reset(&s.c);
+	collector_reset(&c);
+}
+
+static void test_inspect_missing_dir_and_stop(void **state)
+{
+	const char *dir = *state;
+	struct collector c = {.stop_at = 2, .stop_rc = 42};
+	struct wal_inspect_cb cb = {NULL, NULL, NULL};
+	struct wal_summary sum;
+	uint64_t sizes[4];
+	char err[256], path[512];
+
+	assert_int_equal(wal_inspect(dir, 0, &cb, &sum, err, sizeof(err)), QFS_ENOENT);
+	assert_non_null(strstr(err, "/wal"));
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	assert_int_equal(access(path, F_OK), -1); /* not created */
+
+	four_entries(dir, sizes);
+	{
+		struct seen s = {.c = c};
+		struct wal_inspect_cb stop = {seen_record, NULL, &s};
+
+		assert_int_equal(wal_inspect(dir, 0, &stop, &sum, err, sizeof(err)), 42);
+		assert_int_equal(s.c.n, 2);
+		collector_reset(&s.c);
+	}
+}
+
 int main(void)
 {
 	/* Torn-tail warnings are expected by the hundred here. */
@@ -858,6 +1068,12 @@ int main(void)
 	    T(test_compact),
 	    T(test_missing_segment),
 	    T(test_cb_stop_and_bad_write),
+	    T(test_inspect_places_and_summary),
+	    T(test_inspect_rotation_and_hardstate),
+	    T(test_inspect_torn_tail_reported_not_repaired),
+	    T(test_inspect_corrupt_middle),
+	    T(test_inspect_gap),
+	    T(test_inspect_missing_dir_and_stop),
 #undef T
 	};
 
