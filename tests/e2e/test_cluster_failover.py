@@ -117,7 +117,8 @@ def test_wiped_follower_catches_up_by_snapshot(cluster):
     rest = c.live()
     model = _churn(c, rest, 80, "during")
     rev = c.converge(rest)
-    assert all(c.status(n)["snapshot_index"] >= 100 for n in rest), \
+    # snapshots are written in the background: give the last one time
+    assert wait_until(lambda: all(c.status(n)["snapshot_index"] >= 100 for n in rest), 10), \
         [c.status(n) for n in rest]
     c.restart(f)
     t = c.assert_same()
