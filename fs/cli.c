@@ -16,6 +16,7 @@
 #include "../store/store.h"
 #include "cli.h"
 #include "cli_impl.h"
+#include "client_tls.h"
 
 #define DEFAULT_ENDPOINT "127.0.0.1:2379"
 #define DEFAULT_TIMEOUT_MS 6000 /* above the members' default request timeout */
@@ -212,6 +213,10 @@ static void usage_global(FILE *out, bool offline)
 		"client ports to ask (default " DEFAULT_ENDPOINT ")");
 	fprintf(out, "  --%-22s give up after (default %d)\n", "timeout-ms N", DEFAULT_TIMEOUT_MS);
 	fprintf(out, "  -w %-21s %s\n", "json|simple", "output format (default simple)");
+	fprintf(out, "  --%-22s %s\n", "cacert FILE",
+		"speak TLS; the members' certificates must chain to FILE");
+	fprintf(out, "  --%-22s %s\n", "cert FILE, --key FILE",
+		"our certificate and key (its CN is the user)");
 }
 
 static void usage_command(const struct command *cmd)
@@ -359,12 +364,20 @@ static int parse_args(struct cli *c, int argc, char **argv, const char *what)
 			}
 		} else if (strcmp(name, "--rev") == 0 || strcmp(name, "--client") == 0 ||
 			   strcmp(name, "--endpoints") == 0 || strcmp(name, "--timeout-ms") == 0 ||
-			   strcmp(name, "-w") == 0 || strcmp(name, "--write-out") == 0) {
+			   strcmp(name, "-w") == 0 || strcmp(name, "--write-out") == 0 ||
+			   strcmp(name, "--cacert") == 0 || strcmp(name, "--cert") == 0 ||
+			   strcmp(name, "--key") == 0) {
 			if (!value && i + 1 >= argc)
 				return usage_error(what, "%s needs a value", name);
 			if (!value)
 				value = argv[++i];
-			if (strcmp(name, "--rev") == 0) {
+			if (strcmp(name, "--cacert") == 0) {
+				c->cacert = value;
+			} else if (strcmp(name, "--cert") == 0) {
+				c->cert = value;
+			} else if (strcmp(name, "--key") == 0) {
+				c->key = value;
+			} else if (strcmp(name, "--rev") == 0) {
 				need = (cmd->flags & FL_START) ? FL_START : FL_REV;
 				if (parse_u64(value, &c->rev) || c->rev == 0)
 					return usage_error(
@@ -477,7 +490,16 @@ int cli_main(int argc, char **argv)
 	}
 	snprintf(c.what, sizeof(c.what), "%s%s%.100s", what, c.cmd->nargs ? " " : "",
 		 c.cmd->nargs ? c.args[0] : "");
+	if (c.cacert || c.cert || c.key) {
+		char err[CLIENT_ERR_MAX];
+
+		if (client_tls_create(c.cacert, c.cert, c.key, &c.eps.tls, err, sizeof(err))) {
+			client_endpoints_close(&c.eps);
+			return cli_fail(&c, "%s", err);
+		}
+	}
 	rv = c.cmd->run(&c);
+	client_tls_destroy(c.eps.tls);
 	client_endpoints_close(&c.eps);
 	if (fflush(stdout) != 0 && rv == 0) {
 		fprintf(stderr, "quorumfs: %s: writing output: %s\n", c.what, strerror(errno));

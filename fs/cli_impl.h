@@ -72,6 +72,7 @@ struct cli {
 	bool prefix, learner, voter;
 	uint64_t rev;
 	const char *client_addr;
+	const char *cacert, *cert, *key; /* TLS to the client ports */
 	const char *args[2];
 	int64_t ttl_ms;	   /* put --ttl */
 	uint64_t lease_id; /* put --lease */

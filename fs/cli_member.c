@@ -97,10 +97,11 @@ int cli_member_change_run(struct cli *c)
 /* One request for the daemon itself (serve --join): the status, with the
  * member's message or a connection error in err. On 0, *a holds the answer
  * (client_answer_free). */
-static int daemon_request(const char *endpoints, uint64_t timeout_ms, const struct client_req *r,
-			  struct client_answer *a, char *err, size_t errlen)
+static int daemon_request(const char *endpoints, struct client_tls *tls, uint64_t timeout_ms,
+			  const struct client_req *r, struct client_answer *a, char *err,
+			  size_t errlen)
 {
-	struct cli c = {.eps.timeout_ms = timeout_ms};
+	struct cli c = {.eps.timeout_ms = timeout_ms, .eps.tls = tls};
 	char e[CLIENT_ERR_MAX];
 	int rv;
 
@@ -122,8 +123,9 @@ static int daemon_request(const char *endpoints, uint64_t timeout_ms, const stru
 	return rv;
 }
 
-int cli_member_add_learner(const char *endpoints, const char *name, const char *peer_addr,
-			   const char *client_addr, uint64_t timeout_ms, char *err, size_t errlen)
+int cli_member_add_learner(const char *endpoints, struct client_tls *tls, const char *name,
+			   const char *peer_addr, const char *client_addr, uint64_t timeout_ms,
+			   char *err, size_t errlen)
 {
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_ADD,
 			       .name = name,
@@ -131,21 +133,21 @@ int cli_member_add_learner(const char *endpoints, const char *name, const char *
 			       .client_addr = client_addr ? client_addr : "",
 			       .learner = true};
 	struct client_answer a;
-	int rv = daemon_request(endpoints, timeout_ms, &r, &a, err, errlen);
+	int rv = daemon_request(endpoints, tls, timeout_ms, &r, &a, err, errlen);
 
 	if (rv == 0)
 		client_answer_free(&a);
 	return rv;
 }
 
-int cli_member_peers(const char *endpoints, uint64_t timeout_ms,
+int cli_member_peers(const char *endpoints, struct client_tls *tls, uint64_t timeout_ms,
 		     void (*cb)(void *arg, uint64_t id, const char *name, const char *peer,
 				const char *client),
 		     void *arg, char *err, size_t errlen)
 {
 	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
 	struct client_answer a;
-	int rv = daemon_request(endpoints, timeout_ms, &r, &a, err, errlen);
+	int rv = daemon_request(endpoints, tls, timeout_ms, &r, &a, err, errlen);
 
 	if (rv)
 		return rv;

@@ -54,7 +54,7 @@ static bool frame_fits(const struct save *s, const struct client_snapshot *f)
 }
 
 /* Receives the stream into w. */
-static enum save_end receive(struct save *s, int fd, struct snapfile_writer **w)
+static enum save_end receive(struct save *s, struct client_conn *conn, struct snapfile_writer **w)
 {
 	uint64_t timeout = s->c->eps.timeout_ms;
 	char ferr[512];
@@ -63,8 +63,7 @@ static enum save_end receive(struct save *s, int fd, struct snapfile_writer **w)
 		struct client_answer a;
 		const struct client_snapshot *f;
 
-		if (client_recv(fd, CLIENT_REQ_SNAPSHOT, client_now_ms() + timeout, s->ep, &a,
-				s->err) != 0)
+		if (client_recv(conn, CLIENT_REQ_SNAPSHOT, client_now_ms() + timeout, &a, s->err) != 0)
 			return *w ? SAVE_FAILED : SAVE_ELSEWHERE;
 		if (a.resp.status) {
 			enum save_end end = client_ask_elsewhere(a.resp.status) ||
@@ -126,26 +125,25 @@ static enum save_end save_from(struct save *s)
 	struct snapfile_writer *w = NULL;
 	enum save_end end;
 	struct qbuf frame;
-	int fd;
+	struct client_conn conn;
 
 	s->got = 0;
 	s->crc = 0;
-	fd = client_connect(s->ep, deadline, s->err);
-	if (fd < 0)
+	if (client_connect(&s->c->eps, s->ep, deadline, &conn, s->err) != 0)
 		return SAVE_ELSEWHERE;
 	qbuf_init(&frame);
 	if (client_proto_req_encode(&r, &frame) != 0) {
 		snprintf(s->err, sizeof(s->err), "out of memory");
 		end = SAVE_FAILED;
-	} else if (client_send(fd, &frame, deadline, s->ep, s->err) != 0) {
+	} else if (client_send(&conn, &frame, deadline, s->err) != 0) {
 		end = SAVE_ELSEWHERE;
 	} else {
-		end = receive(s, fd, &w);
+		end = receive(s, &conn, &w);
 	}
 	/* Unless committed, the temporary file goes: FILE is untouched. */
 	snapfile_writer_destroy(w);
 	qbuf_close(&frame);
-	close(fd);
+	client_conn_close(&conn);
 	return end;
 }
 

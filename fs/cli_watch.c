@@ -104,10 +104,13 @@ static enum watch_end watch_frame(const struct cli *c, struct watch_pos *pos,
 /* Waits for the member's next frame; false if our reader went away
  * meanwhile (a pipe whose reader closed reports POLLERR on our end), so
  * `watch | head` ends when head does, not at the next event. */
-static bool watch_wait(int fd)
+static bool watch_wait(const struct client_conn *conn)
 {
-	struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = STDOUT_FILENO, .events = 0}};
+	struct pollfd p[2] = {{.fd = conn->fd, .events = POLLIN},
+			      {.fd = STDOUT_FILENO, .events = 0}};
 
+	if (client_conn_buffered(conn))
+		return true;
 	for (;;) {
 		int n = poll(p, 2, -1);
 
@@ -137,8 +140,8 @@ static enum watch_end watch_stream(const struct cli *c, const char *ep, struct w
 	uint64_t deadline = client_now_ms() + c->eps.timeout_ms;
 	enum watch_end end = WATCH_LOST;
 	struct client_answer a;
+	struct client_conn conn;
 	struct qbuf frame;
-	int fd;
 
 	*established = false;
 	qbuf_init(&frame);
@@ -147,20 +150,19 @@ static enum watch_end watch_stream(const struct cli *c, const char *ep, struct w
 		cli_fail(c, "key too long for the protocol");
 		return WATCH_FAILED;
 	}
-	fd = client_connect(ep, deadline, err);
-	if (fd < 0)
+	if (client_connect(&c->eps, ep, deadline, &conn, err) != 0)
 		goto out_frame;
-	client_keepalive(fd, 10);
-	if (client_send(fd, &frame, deadline, ep, err) != 0)
-		goto out_fd;
+	client_keepalive(conn.fd, 10);
+	if (client_send(&conn, &frame, deadline, err) != 0)
+		goto out_conn;
 	pos->stream_rev = pos->stream_idx = 0;
 	for (;;) {
-		if (*established && !watch_wait(fd)) {
+		if (*established && !watch_wait(&conn)) {
 			end = WATCH_STDOUT;
 			break;
 		}
 		/* The first answer within the deadline; then as long as it takes. */
-		if (client_recv(fd, CLIENT_REQ_WATCH, *established ? 0 : deadline, ep, &a, err))
+		if (client_recv(&conn, CLIENT_REQ_WATCH, *established ? 0 : deadline, &a, err))
 			break;
 		if (a.resp.status != 0) {
 			if (!*established && (client_ask_elsewhere(a.resp.status) ||
@@ -179,8 +181,8 @@ static enum watch_end watch_stream(const struct cli *c, const char *ep, struct w
 		if (end != WATCH_LOST)
 			break;
 	}
-out_fd:
-	close(fd);
+out_conn:
+	client_conn_close(&conn);
 out_frame:
 	qbuf_close(&frame);
 	return end;

@@ -23,6 +23,7 @@
 
 #include "../common/errors.h"
 #include "client.h"
+#include "client_tls.h"
 
 #define CONNECT_TIMEOUT_MS 2000 /* per endpoint, so a dead host leaves time for others */
 
@@ -119,18 +120,18 @@ static int split_endpoint(const char *ep, char *host, size_t hlen, const char **
 	return n && **port ? 0 : -1;
 }
 
-/* A connected non-blocking socket, or -1 with err set. */
-int client_connect(const char *ep, uint64_t deadline, char *err)
+/* A connected non-blocking socket, or -1 with err set; host gets the
+ * endpoint's host. */
+static int tcp_connect(const char *ep, uint64_t deadline, char *host, size_t hostlen, char *err)
 {
 	struct addrinfo hints = {
 	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
-	char host[256];
 	const char *port;
 	uint64_t limit = client_now_ms() + CONNECT_TIMEOUT_MS;
 	int fd = -1, rv;
 
-	if (split_endpoint(ep, host, sizeof(host), &port) != 0) {
+	if (split_endpoint(ep, host, hostlen, &port) != 0) {
 		snprintf(err, CLIENT_ERR_MAX, "bad endpoint '%s' (want HOST:PORT)", ep);
 		return -1;
 	}
@@ -168,31 +169,125 @@ int client_connect(const char *ep, uint64_t deadline, char *err)
 	return fd;
 }
 
-static int send_all(int fd, const uint8_t *p, size_t len, uint64_t deadline, const char *ep,
+/* The TLS handshake on a connected socket, within deadline. */
+static int tls_start(struct client_conn *c, struct client_tls *tls, const char *host,
+		     uint64_t deadline, char *err)
+{
+	char why[CLIENT_ERR_MAX - 64];
+
+	c->tls = client_tls_conn_new(tls, c->fd, host, why, sizeof(why));
+	if (!c->tls)
+		goto fail;
+	for (;;) {
+		enum client_tls_step st = client_tls_handshake(c->tls, why, sizeof(why));
+
+		if (st == CLIENT_TLS_DONE)
+			return 0;
+		if (st != CLIENT_TLS_WANT_READ && st != CLIENT_TLS_WANT_WRITE)
+			goto fail;
+		if (wait_fd(c->fd, st == CLIENT_TLS_WANT_READ ? POLLIN : POLLOUT, deadline, c->ep,
+			    err))
+			return -1;
+	}
+
+fail:
+	snprintf(err, CLIENT_ERR_MAX, "TLS with %s failed: %s", c->ep, why);
+	return -1;
+}
+
+int client_connect(const struct client_endpoints *e, const char *ep, uint64_t deadline,
+		   struct client_conn *out, char *err)
+{
+	uint64_t limit = client_now_ms() + CONNECT_TIMEOUT_MS;
+	char host[256];
+
+	memset(out, 0, sizeof(*out));
+	out->ep = ep;
+	out->fd = tcp_connect(ep, deadline, host, sizeof(host), err);
+	if (out->fd < 0)
+		return -1;
+	if (e->tls && tls_start(out, e->tls, host, limit < deadline ? limit : deadline, err)) {
+		client_conn_close(out);
+		return -1;
+	}
+	return 0;
+}
+
+void client_conn_close(struct client_conn *c)
+{
+	client_tls_conn_free(c->tls);
+	c->tls = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+bool client_conn_buffered(const struct client_conn *c)
+{
+	return c->tls && client_tls_pending(c->tls);
+}
+
+/* One send or receive: bytes moved (> 0), 0 at the end of the stream, or -1
+ * with *wait the poll event to wait for, or 0 with err set. */
+static ssize_t conn_io(struct client_conn *c, bool out, void *p, size_t len, short *wait, char *err)
+{
+	char why[CLIENT_ERR_MAX - 64];
+	enum client_tls_step st;
+	size_t n = 0;
+	ssize_t r;
+
+	*wait = 0;
+	if (!c->tls) {
+		r = out ? send(c->fd, p, len, MSG_NOSIGNAL) : recv(c->fd, p, len, 0);
+		if (r >= 0)
+			return r;
+		if (errno == EAGAIN || errno == EINTR)
+			*wait = out ? POLLOUT : POLLIN;
+		else
+			snprintf(err, CLIENT_ERR_MAX, "%s: %s", c->ep, strerror(errno));
+		return -1;
+	}
+	st = out ? client_tls_write(c->tls, p, len, &n, why, sizeof(why))
+		 : client_tls_read(c->tls, p, len, &n, why, sizeof(why));
+	if (st == CLIENT_TLS_DONE)
+		return (ssize_t)n;
+	if (st == CLIENT_TLS_EOF)
+		return 0;
+	if (st == CLIENT_TLS_WANT_READ || st == CLIENT_TLS_WANT_WRITE)
+		*wait = st == CLIENT_TLS_WANT_READ ? POLLIN : POLLOUT;
+	else
+		snprintf(err, CLIENT_ERR_MAX, "%s: TLS: %s", c->ep, why);
+	return -1;
+}
+
+static int send_all(struct client_conn *c, const uint8_t *p, size_t len, uint64_t deadline,
 		    char *err)
 {
 	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		short wait;
+		ssize_t n = conn_io(c, true, (void *)p, len, &wait, err);
 
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
 			continue;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, CLIENT_ERR_MAX, "%s: %s", ep, strerror(errno));
+		if (n == 0) {
+			snprintf(err, CLIENT_ERR_MAX, "%s closed the connection", c->ep);
 			return -1;
 		}
-		if (wait_fd(fd, POLLOUT, deadline, ep, err))
+		if (!wait || wait_fd(c->fd, wait, deadline, c->ep, err))
 			return -1;
 	}
 	return 0;
 }
 
-static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline, const char *ep, char *err)
+/* 0, -1 with err, or -2 with err when the member closed the connection. */
+static int recv_all(struct client_conn *c, uint8_t *p, size_t len, uint64_t deadline, char *err)
 {
 	while (len > 0) {
-		ssize_t n = recv(fd, p, len, 0);
+		short wait;
+		ssize_t n = conn_io(c, false, p, len, &wait, err);
 
 		if (n > 0) {
 			p += n;
@@ -201,14 +296,10 @@ static int recv_all(int fd, uint8_t *p, size_t len, uint64_t deadline, const cha
 		}
 		if (n == 0) {
 			snprintf(err, CLIENT_ERR_MAX, "%s closed the connection without answering",
-				 ep);
-			return -1;
+				 c->ep);
+			return -2;
 		}
-		if (errno != EAGAIN && errno != EINTR) {
-			snprintf(err, CLIENT_ERR_MAX, "%s: %s", ep, strerror(errno));
-			return -1;
-		}
-		if (wait_fd(fd, POLLIN, deadline, ep, err))
+		if (!wait || wait_fd(c->fd, wait, deadline, c->ep, err))
 			return -1;
 	}
 	return 0;
@@ -232,24 +323,46 @@ void client_keepalive(int fd, int idle_s)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-int client_send(int fd, const struct qbuf *frame, uint64_t deadline, const char *ep, char *err)
+int client_send(struct client_conn *c, const struct qbuf *frame, uint64_t deadline, char *err)
 {
-	return send_all(fd, frame->data, frame->len, deadline, ep, err);
+	return send_all(c, frame->data, frame->len, deadline, err);
 }
 
-int client_recv(int fd, uint8_t type, uint64_t deadline, const char *ep, struct client_answer *a,
+/* The first bytes of a TLS record: a handshake or an alert, TLS 1.x. */
+static bool looks_like_tls(const uint8_t *h)
+{
+	return (h[0] == 0x15 || h[0] == 0x16) && h[1] == 0x03 && h[2] <= 0x04;
+}
+
+int client_recv(struct client_conn *c, uint8_t type, uint64_t deadline, struct client_answer *a,
 		char *err)
 {
 	uint8_t h[CLIENT_PROTO_HDR_SIZE];
 	struct client_hdr hdr;
+	const char *ep = c->ep;
+	int rv;
 
 	memset(a, 0, sizeof(*a));
-	if (recv_all(fd, h, sizeof(h), deadline, ep, err))
+	rv = recv_all(c, h, sizeof(h), deadline, err);
+	if (rv == -2 && !c->tls) {
+		size_t n = strlen(err);
+
+		/* What a member whose client port speaks TLS does to us. */
+		snprintf(err + n, CLIENT_ERR_MAX - n,
+			 " (if its client port uses TLS, give "
+			 "--cacert, --cert and --key)");
+	}
+	if (rv)
 		return -1;
 	/* Length and type are checked before allocating for the payload. */
 	if (client_proto_hdr_decode(h, CLIENT_PROTO_MAX_PAYLOAD, &hdr) ||
 	    hdr.type != (type | CLIENT_PROTO_RESPONSE)) {
-		snprintf(err, CLIENT_ERR_MAX, "%s does not speak the quorumfs client protocol", ep);
+		if (!c->tls && looks_like_tls(h))
+			snprintf(err, CLIENT_ERR_MAX,
+				 "%s speaks TLS: give --cacert, --cert and --key", ep);
+		else
+			snprintf(err, CLIENT_ERR_MAX,
+				 "%s does not speak the quorumfs client protocol", ep);
 		return -1;
 	}
 	a->payload = malloc(hdr.len ? hdr.len : 1);
@@ -258,7 +371,7 @@ int client_recv(int fd, uint8_t type, uint64_t deadline, const char *ep, struct 
 			 hdr.len);
 		return -1;
 	}
-	if (recv_all(fd, a->payload, hdr.len, deadline, ep, err))
+	if (recv_all(c, a->payload, hdr.len, deadline, err))
 		goto fail;
 	if (client_proto_crc_check(&hdr, a->payload) ||
 	    client_proto_resp_decode(&hdr, a->payload, hdr.len, &a->resp)) {
@@ -272,19 +385,20 @@ fail:
 }
 
 /* One request frame to one endpoint, one answer back. */
-static enum call_result call_endpoint(const char *ep, const struct qbuf *frame, uint8_t type,
-				      uint64_t deadline, struct client_answer *a, char *err)
+static enum call_result call_endpoint(const struct client_endpoints *e, const char *ep,
+				      const struct qbuf *frame, uint8_t type, uint64_t deadline,
+				      struct client_answer *a, char *err)
 {
 	enum call_result res = CALL_LOST;
-	int fd = client_connect(ep, deadline, err);
+	struct client_conn c;
 
 	memset(a, 0, sizeof(*a));
-	if (fd < 0)
+	if (client_connect(e, ep, deadline, &c, err) != 0)
 		return CALL_UNREACHED;
-	if (client_send(fd, frame, deadline, ep, err) == 0 &&
-	    client_recv(fd, type, deadline, ep, a, err) == 0)
+	if (client_send(&c, frame, deadline, err) == 0 &&
+	    client_recv(&c, type, deadline, a, err) == 0)
 		res = CALL_OK;
-	close(fd);
+	client_conn_close(&c);
 	return res;
 }
 
@@ -336,7 +450,8 @@ int client_request(const struct client_endpoints *e, const struct client_req *r,
 		if (i > 0 && client_now_ms() >= deadline)
 			break;
 		for (;;) {
-			enum call_result cr = call_endpoint(ep, &frame, r->type, deadline, a, err);
+			enum call_result cr =
+			    call_endpoint(e, ep, &frame, r->type, deadline, a, err);
 
 			if (cr == CALL_LOST && !repeatable(r->type)) {
 				size_t len = strlen(err);

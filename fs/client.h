@@ -1,6 +1,7 @@
 /*
- * The network side of the CLI commands (fs/cli.c): blocking TCP to members'
- * client ports (client_proto.h frames), each wait bounded by a deadline.
+ * The network side of the CLI commands (fs/cli.c): blocking TCP, or TLS
+ * (client_tls.h), to members' client ports (client_proto.h frames), each
+ * wait bounded by a deadline.
  * Used by the `quorumfs` commands and by `serve --join` before its loop
  * runs; never on a member's loop thread.
  *
@@ -19,12 +20,15 @@
 #define CLIENT_ERR_MAX 512
 #define CLIENT_MAX_ENDPOINTS 64
 
-/* The members to ask, in order, and how long a request may take. */
+struct client_tls; /* client_tls.h */
+
+/* The members to ask, in order, how long a request may take, and how. */
 struct client_endpoints {
 	char *list;			      /* owned: the list, split in place */
 	const char *ep[CLIENT_MAX_ENDPOINTS]; /* point into list */
 	size_t n;
 	uint64_t timeout_ms;
+	struct client_tls *tls; /* borrowed; NULL: plain TCP */
 };
 /* Replaces the endpoints with "HOST:PORT,...". 0, or -1 (empty, too many,
  * no memory). */
@@ -59,15 +63,29 @@ bool client_ask_elsewhere(int status);
  * waits as long as it takes.
  */
 
-/* A connected non-blocking socket, or -1 with err. */
-int client_connect(const char *ep, uint64_t deadline, char *err);
+/* A connection to one member's client port: a non-blocking socket, with
+ * TLS when the endpoints have it. */
+struct client_conn {
+	int fd;
+	struct client_tls_conn *tls; /* owned; NULL: plain TCP */
+	const char *ep;		     /* borrowed: for error lines */
+};
+
+/* Connects to ep (and with e->tls, completes the handshake): 0, or -1 with
+ * err. ep must outlive the connection. */
+int client_connect(const struct client_endpoints *e, const char *ep, uint64_t deadline,
+		   struct client_conn *out, char *err);
+void client_conn_close(struct client_conn *c);
+/* Bytes already received and buffered by TLS: poll() on c->fd would not
+ * see them, read at once. */
+bool client_conn_buffered(const struct client_conn *c);
 /* Turns on TCP keepalive so a member that vanished without closing (a
  * host down, a partition) is noticed within about idle_s + 10 s. */
 void client_keepalive(int fd, int idle_s);
-int client_send(int fd, const struct qbuf *frame, uint64_t deadline, const char *ep, char *err);
+int client_send(struct client_conn *c, const struct qbuf *frame, uint64_t deadline, char *err);
 /* One answer to a request of this type: 0, or -1 with err (closed, timed
  * out, not our protocol, malformed). */
-int client_recv(int fd, uint8_t type, uint64_t deadline, const char *ep, struct client_answer *a,
+int client_recv(struct client_conn *c, uint8_t type, uint64_t deadline, struct client_answer *a,
 		char *err);
 
 #endif

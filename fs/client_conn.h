@@ -26,10 +26,11 @@
 #ifndef QFS_CLIENT_CONN_H
 #define QFS_CLIENT_CONN_H
 
+#include "../raft/stream_tls.h"
 #include "client_port.h"
 #include "client_proto.h"
 
-#define CONN_NAME_MAX 64
+#define CONN_NAME_MAX (64 + 65) /* an address, a user name and '@' */
 /* What a client is told when the cluster did not answer in time. */
 #define CONN_TIMEOUT_MSG "request timed out: no quorum or leader unreachable"
 
@@ -38,9 +39,8 @@ struct watch; /* client_watch.c */
 struct conn {
 	struct client_port *port;
 	struct conn *prev, *next; /* port->conns, until freed */
-	uv_tcp_t tcp;
-	uv_write_t wr;
-	struct qbuf out; /* the response being written */
+	struct qfs_stream *s;	  /* plain TCP or TLS (raft/stream.h) */
+	struct qbuf out;	  /* the response being written */
 	uint8_t *in;	 /* received bytes not yet consumed */
 	size_t in_len, in_cap;
 	struct client_hdr hdr;
@@ -51,13 +51,16 @@ struct conn {
 	bool closing;
 	int refs;	     /* the handle, plus one per request waiting on the server */
 	struct watch *watch; /* after a WATCH request: the stream's state */
-	char name[CONN_NAME_MAX];
+	bool named;	     /* name has the certificate's user (TLS) */
+	char name[CONN_NAME_MAX]; /* "ADDR", with TLS "USER@ADDR" */
 };
 
 struct client_port {
 	struct server *srv;
 	uv_loop_t *loop;
 	uv_tcp_t listener;
+	const struct qfs_stream_factory *streams;
+	struct stream_tls *tls; /* borrowed; NULL: plain TCP */
 	struct conn *conns;
 	unsigned nconns;    /* open, not closing */
 	unsigned handles;   /* open handles (listener and connections) */
@@ -104,6 +107,9 @@ void conn_op_free(struct op *op);
 /* Sends the frame in b (taken over) as the answer to the request in hand;
  * rv is the encoder's result (non-zero: the connection is closed). */
 void conn_respond(struct conn *c, struct qbuf *b, int rv);
+
+/* Writes c->out (kept until cb(arg) runs): 0, or the write's error. */
+int conn_write_out(struct conn *c, qfs_stream_write_cb cb, void *arg);
 
 /* An error answer with msg; QFS_ENOTLEADER also names the leader. */
 void conn_respond_err_msg(struct conn *c, uint8_t type, int err, const char *msg);

@@ -1,6 +1,8 @@
 /*
  * The client port (see client_port.h): a libuv TCP listener on the member's
- * loop thread serving client_proto.h frames. This file is its core: the
+ * loop thread serving client_proto.h frames over streams (raft/stream.h:
+ * plain TCP, or mutual TLS with --client-cert; the code here does not know
+ * which, but for naming the user of a TLS connection). This file is its core: the
  * listener, connections, framing, dispatch, responses and the lifetime of
  * all of them. The requests are served by client_admin.c (STATUS, members),
  * client_kv.c (GET, PUT, DEL), client_lease.c (leases), client_watch.c
@@ -57,10 +59,11 @@ void conn_unref(struct conn *c)
 	port_unref(p);
 }
 
-static void on_conn_closed(uv_handle_t *h)
+static void on_conn_closed(struct qfs_stream *s, void *arg)
 {
-	struct conn *c = h->data;
+	struct conn *c = arg;
 
+	(void)s;
 	c->port->handles--;
 	conn_unref(c);
 }
@@ -71,7 +74,7 @@ void conn_close(struct conn *c)
 		return;
 	c->closing = true;
 	c->port->nconns--;
-	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+	stream_close(c->s, on_conn_closed, c);
 }
 
 /* A protocol violation: one log line, then only this connection goes. */
@@ -108,15 +111,16 @@ struct op *conn_op_new(struct conn *c, const struct client_req *r)
 
 static void process(struct conn *c);
 
-static void on_write(uv_write_t *req, int status)
+static void on_write(struct qfs_stream *s, void *arg, int status)
 {
-	struct conn *c = req->data;
+	struct conn *c = arg;
 
+	(void)s;
 	qbuf_close(&c->out);
 	if (c->closing)
 		return;
 	if (status < 0) {
-		LOG_DEBUG("client port: write to %s failed: %s", c->name, uv_strerror(status));
+		LOG_DEBUG("client port: write to %s failed: %s", c->name, qfs_strerror(status));
 		conn_close(c);
 		return;
 	}
@@ -124,10 +128,15 @@ static void on_write(uv_write_t *req, int status)
 	process(c);
 }
 
+int conn_write_out(struct conn *c, qfs_stream_write_cb cb, void *arg)
+{
+	uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+
+	return stream_write(c->s, &buf, 1, cb, arg);
+}
+
 void conn_respond(struct conn *c, struct qbuf *b, int rv)
 {
-	uv_buf_t buf;
-
 	if (c->closing) {
 		qbuf_close(b);
 		return;
@@ -142,11 +151,9 @@ void conn_respond(struct conn *c, struct qbuf *b, int rv)
 	}
 	c->out = *b;
 	qbuf_init(b);
-	buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-	c->wr.data = c;
-	rv = uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+	rv = conn_write_out(c, on_write, c);
 	if (rv) {
-		LOG_DEBUG("client port: write to %s failed: %s", c->name, uv_strerror(rv));
+		LOG_DEBUG("client port: write to %s failed: %s", c->name, qfs_strerror(rv));
 		qbuf_close(&c->out);
 		conn_close(c);
 	}
@@ -243,8 +250,7 @@ static void consume(struct conn *c, size_t n)
 	}
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_read(struct qfs_stream *s, void *arg, const uint8_t *data, size_t len, int err);
 
 /* Reads only while no request is in hand: that bounds what a client can
  * make us buffer, and keeps responses in request order. A watcher is read
@@ -257,14 +263,15 @@ static void update_reading(struct conn *c)
 	if (want == c->reading)
 		return;
 	if (want) {
-		rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+		rv = stream_read_start(c->s, on_read, c);
 		if (rv) {
-			LOG_DEBUG("client port: cannot read from %s: %s", c->name, uv_strerror(rv));
+			LOG_DEBUG("client port: cannot read from %s: %s", c->name,
+				  qfs_strerror(rv));
 			conn_close(c);
 			return;
 		}
 	} else if (!c->closing) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		stream_read_stop(c->s);
 	}
 	c->reading = want;
 }
@@ -342,88 +349,95 @@ static void process(struct conn *c)
 	update_reading(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Room for len more bytes: the whole frame in one buffer (its length was
+ * checked already), at least a chunk. */
+static int reserve(struct conn *c, size_t len)
 {
-	struct conn *c = h->data;
-	size_t want = c->in_len + READ_CHUNK;
+	size_t want = c->in_len + (len > READ_CHUNK ? len : READ_CHUNK);
+	uint8_t *grown;
 
-	(void)suggested;
-	/* The whole frame in one buffer; its length was checked already. */
 	if (c->have_hdr && CLIENT_PROTO_HDR_SIZE + (size_t)c->hdr.len > want)
 		want = CLIENT_PROTO_HDR_SIZE + (size_t)c->hdr.len;
-	if (want > c->in_cap) {
-		uint8_t *grown = realloc(c->in, want);
-
-		if (!grown) {
-			*buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
-			return;
-		}
-		c->in = grown;
-		c->in_cap = want;
-	}
-	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+	if (c->in_len + len <= c->in_cap)
+		return 0;
+	grown = realloc(c->in, want);
+	if (!grown)
+		return QFS_ENOMEM;
+	c->in = grown;
+	c->in_cap = want;
+	return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* With TLS, the connection is named after its certificate's CN (the user)
+ * once the handshake is done, which it is when the first bytes arrive. */
+static void name_user(struct conn *c)
 {
-	struct conn *c = s->data;
+	char user[65], addr[64];
 
-	(void)buf;
+	c->named = true;
+	if (!c->port->tls || stream_tls_peer_cn(c->port->tls, c->s, user, sizeof(user)) != 0)
+		return;
+	snprintf(addr, sizeof(addr), "%.63s", c->name);
+	snprintf(c->name, sizeof(c->name), "%s@%s", user, addr);
+	LOG_DEBUG("client port: %s is user %s", addr, user);
+}
+
+static void on_read(struct qfs_stream *s, void *arg, const uint8_t *data, size_t len, int err)
+{
+	struct conn *c = arg;
+
+	(void)s;
 	if (c->closing)
 		return;
-	if (nread < 0) {
-		if (nread != UV_EOF)
-			LOG_DEBUG("client port: connection from %s: %s", c->name,
-				  uv_strerror((int)nread));
+	if (err) {
+		LOG_DEBUG("client port: connection from %s ended", c->name);
 		conn_close(c);
 		return;
 	}
+	if (!c->named)
+		name_user(c);
 	if (c->watch) {
-		if (nread > 0)
+		if (len > 0)
 			conn_reject(c, "data after WATCH");
 		return;
 	}
-	c->in_len += (size_t)nread;
-	process(c);
-}
-
-static void conn_name(uv_tcp_t *tcp, char *out, size_t len)
-{
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	snprintf(out, len, "?");
-	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &sslen) != 0)
+	if (reserve(c, len) != 0) {
+		conn_reject(c, "no memory for its request");
 		return;
-	if (ss.ss_family == AF_INET6) {
-		uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-		snprintf(out, len, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	} else if (ss.ss_family == AF_INET) {
-		uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-		snprintf(out, len, "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
 	}
+	memcpy(c->in + c->in_len, data, len);
+	c->in_len += len;
+	process(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct client_port *p = server->data;
+	struct sockaddr_storage ss;
+	struct qfs_stream *s;
 	struct conn *c;
+	int rv;
 
 	if (status < 0) {
 		LOG_WARN("client port: accept failed: %s", uv_strerror(status));
 		return;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c || uv_tcp_init(p->loop, &c->tcp) != 0) {
-		/* Without a handle to accept into, the kernel keeps the
-		 * connection queued; it is retried on the next event. */
+	if (!c) {
+		/* Not accepted: the kernel keeps the connection queued and
+		 * it is retried on the next event. */
 		LOG_WARN("client port: no memory for a connection");
+		return;
+	}
+	rv = p->streams->accept(p->streams->ctx, server, &s);
+	if (rv) {
+		LOG_WARN("client port: accept failed: %s", qfs_strerror(rv));
 		free(c);
 		return;
 	}
+	stream_unref(s);
 	c->port = p;
-	c->tcp.data = c;
+	c->s = s;
 	c->refs = 1;
 	qbuf_init(&c->out);
 	p->refs++;
@@ -433,12 +447,9 @@ static void on_connection(uv_stream_t *server, int status)
 	if (p->conns)
 		p->conns->prev = c;
 	p->conns = c;
-	uv_unref((uv_handle_t *)&c->tcp);
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-		conn_close(c);
-		return;
-	}
-	conn_name(&c->tcp, c->name, sizeof(c->name));
+	snprintf(c->name, sizeof(c->name), "?");
+	if (stream_peer_addr(s, &ss) == 0)
+		stream_addr_name((const struct sockaddr *)&ss, c->name, sizeof(c->name));
 	if (p->closing || p->nconns > CLIENT_PORT_MAX_CONNS) {
 		if (!p->closing)
 			LOG_WARN("client port: refusing %s: %u connections open", c->name,
@@ -446,13 +457,13 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
 	update_reading(c);
 }
 
 /* ---- the port ------------------------------------------------------------------ */
 
-int client_port_create(struct server *srv, const char *addr, struct client_port **out)
+int client_port_create(struct server *srv, const char *addr, struct stream_tls *tls,
+		       struct client_port **out)
 {
 	const struct config *cfg = server_config(srv);
 	struct sockaddr_storage ss;
@@ -472,6 +483,8 @@ int client_port_create(struct server *srv, const char *addr, struct client_port 
 	}
 	p->srv = srv;
 	p->loop = server_loop(srv);
+	p->tls = tls;
+	p->streams = tls ? stream_tls_factory(tls) : stream_tcp_factory();
 	p->refs = 1;
 	p->max_payload = (cfg->max_value_bytes ? cfg->max_value_bytes : CLIENT_PROTO_MAX_PAYLOAD) +
 			 CLIENT_PROTO_HEADROOM;
@@ -503,7 +516,7 @@ int client_port_create(struct server *srv, const char *addr, struct client_port 
 		p->listening = true;
 	else
 		LOG_WARN("client port: no revision listener slot left; WATCH will be refused");
-	LOG_INFO("client port listening on %s", addr);
+	LOG_INFO("client port listening on %s (%s)", addr, tls ? "mutual TLS" : "plain TCP");
 	*out = p;
 	return 0;
 }

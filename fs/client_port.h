@@ -13,6 +13,7 @@
 #ifndef QFS_CLIENT_PORT_H
 #define QFS_CLIENT_PORT_H
 
+#include "../raft/stream_tls.h"
 #include "server.h"
 
 struct client_port;
@@ -22,12 +23,15 @@ struct client_port;
 
 /*
  * Listens on addr ("IPV4:PORT" or "[IPV6]:PORT"; port 0 picks one) on
- * server_loop(srv). Call on the thread that runs (or will run) the loop,
- * while it is not running elsewhere. Returns 0, QFS_EINVAL (bad address),
- * QFS_EIO (cannot bind or listen) or QFS_ENOMEM, each after one log line.
- * srv must outlive the port.
+ * server_loop(srv). With tls (--client-cert/--client-key/--client-ca) it
+ * speaks only mutual TLS and names each connection after its certificate's
+ * CN (the user) in log lines; NULL: plain TCP. Call on the thread that runs
+ * (or will run) the loop, while it is not running elsewhere. Returns 0,
+ * QFS_EINVAL (bad address), QFS_EIO (cannot bind or listen) or QFS_ENOMEM,
+ * each after one log line. srv and tls must outlive the port.
  */
-int client_port_create(struct server *srv, const char *addr, struct client_port **out);
+int client_port_create(struct server *srv, const char *addr, struct stream_tls *tls,
+		       struct client_port **out);
 
 /* The bound port (after port 0). */
 int client_port_number(const struct client_port *p);

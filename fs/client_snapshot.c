@@ -39,16 +39,17 @@ static void send_finish(struct send *s)
 
 static void send_next(struct send *s);
 
-static void on_chunk_written(uv_write_t *req, int status)
+static void on_chunk_written(struct qfs_stream *st, void *arg, int status)
 {
-	struct send *s = req->data;
+	struct send *s = arg;
 	struct conn *c = s->op->c;
 
+	(void)st;
 	qbuf_close(&c->out);
 	if (c->closing || status < 0) {
 		if (!c->closing)
 			LOG_DEBUG("client port: snapshot save to %s failed: %s", c->name,
-				  uv_strerror(status));
+				  qfs_strerror(status));
 		conn_close(c);
 		send_finish(s);
 		return;
@@ -64,7 +65,6 @@ static void send_next(struct send *s)
 	struct client_snapshot *m = &s->meta;
 	uint64_t left = m->total - m->offset;
 	struct qbuf b;
-	uv_buf_t buf;
 	int rv;
 
 	m->chunk = s->image.data + m->offset;
@@ -79,11 +79,9 @@ static void send_next(struct send *s)
 		return;
 	}
 	c->out = b;
-	buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-	c->wr.data = s;
-	rv = uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, on_chunk_written);
+	rv = conn_write_out(c, on_chunk_written, s);
 	if (rv) {
-		LOG_DEBUG("client port: write to %s failed: %s", c->name, uv_strerror(rv));
+		LOG_DEBUG("client port: write to %s failed: %s", c->name, qfs_strerror(rv));
 		qbuf_close(&c->out);
 		conn_close(c);
 		send_finish(s);

@@ -75,17 +75,18 @@ void client_watch_free(struct watch *w)
 
 static void watch_flush(struct conn *c);
 
-static void on_watch_write(uv_write_t *req, int status)
+static void on_watch_write(struct qfs_stream *s, void *arg, int status)
 {
-	struct conn *c = req->data;
+	struct conn *c = arg;
 	struct watch *w = c->watch;
 
+	(void)s;
 	qbuf_close(&c->out);
 	w->writing = false;
 	if (c->closing)
 		return;
 	if (status < 0) {
-		LOG_DEBUG("client port: watcher %s gone: %s", c->name, uv_strerror(status));
+		LOG_DEBUG("client port: watcher %s gone: %s", c->name, qfs_strerror(status));
 		conn_close(c);
 		return;
 	}
@@ -99,7 +100,6 @@ static void watch_pump(struct conn *c);
 static void watch_flush(struct conn *c)
 {
 	struct watch *w = c->watch;
-	uv_buf_t buf;
 	int rv;
 
 	if (c->closing)
@@ -114,13 +114,11 @@ static void watch_flush(struct conn *c)
 	}
 	c->out = w->queued;
 	qbuf_init(&w->queued);
-	buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-	c->wr.data = c;
 	w->writing = true;
 	w->write_ms = uv_now(c->port->loop);
-	rv = uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, on_watch_write);
+	rv = conn_write_out(c, on_watch_write, c);
 	if (rv) {
-		LOG_DEBUG("client port: write to watcher %s failed: %s", c->name, uv_strerror(rv));
+		LOG_DEBUG("client port: write to watcher %s failed: %s", c->name, qfs_strerror(rv));
 		w->writing = false;
 		qbuf_close(&c->out);
 		conn_close(c);

@@ -48,6 +48,9 @@ static const struct flag flags[] = {
 	F("peer-cert", STR, peer_cert, "PEM certificate this member shows its peers (mutual TLS)"),
 	F("peer-key", STR, peer_key, "PEM private key of --peer-cert"),
 	F("peer-ca", STR, peer_ca, "PEM CA(s) a peer's certificate must chain to"),
+	F("client-cert", STR, client_cert, "PEM certificate of the client port (mutual TLS)"),
+	F("client-key", STR, client_key, "PEM private key of --client-cert"),
+	F("client-ca", STR, client_ca, "PEM CA(s) a client's (user's) certificate must chain to"),
 	F("insecure-plaintext", BOOL, insecure_plaintext,
 	  "allow plain TCP peer traffic on a non-loopback --listen-peer"),
 };
@@ -269,21 +272,35 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 	return false;
 }
 
-/* SPEC §6: peer certificates come as a set; without them, peers are
- * heard only on loopback unless plain TCP is asked for by name. */
+/* --WHAT-cert, --WHAT-key and --WHAT-ca: all three or none. */
+static int check_tls_set(const char *what, const char *cert, const char *key, const char *ca)
+{
+	const char *names[3] = {"cert", "key", "ca"};
+	bool set[3] = {cert != NULL, key != NULL, ca != NULL};
+	char missing[64] = "";
+	size_t n = 0;
+
+	if (set[0] == set[1] && set[1] == set[2])
+		return 0;
+	for (int i = 0; i < 3; i++)
+		if (!set[i])
+			n += (size_t)snprintf(missing + n, sizeof(missing) - n, " --%s-%s", what,
+					      names[i]);
+	fprintf(stderr, "quorumfs: --%s-cert, --%s-key and --%s-ca go together: missing%s\n", what,
+		what, what, missing);
+	return QFS_EINVAL;
+}
+
+/* SPEC §6: certificates come as sets; without them, peers are heard only
+ * on loopback unless plain TCP is asked for by name. */
 static int check_peer_security(const struct config *c)
 {
 	int given = !!c->peer_cert + !!c->peer_key + !!c->peer_ca;
 	struct sockaddr_storage ss;
 
-	if (given > 0 && given < 3) {
-		fprintf(stderr,
-			"quorumfs: --peer-cert, --peer-key and --peer-ca go together: %s%s%s"
-			"missing\n",
-			c->peer_cert ? "" : "--peer-cert ", c->peer_key ? "" : "--peer-key ",
-			c->peer_ca ? "" : "--peer-ca ");
+	if (check_tls_set("peer", c->peer_cert, c->peer_key, c->peer_ca) ||
+	    check_tls_set("client", c->client_cert, c->client_key, c->client_ca))
 		return QFS_EINVAL;
-	}
 	if (given == 3 && c->insecure_plaintext) {
 		fprintf(stderr, "quorumfs: --insecure-plaintext contradicts --peer-cert/--peer-key/"
 				"--peer-ca: give one or the other\n");

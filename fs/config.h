@@ -19,6 +19,7 @@ struct config {
 	char *listen_peer, *listen_client, *initial_cluster, *join, *metrics_listen;
 	char *log_level, *log_format, *cluster_token;
 	char *peer_cert, *peer_key, *peer_ca; /* all or none: peer mutual TLS */
+	char *client_cert, *client_key, *client_ca; /* all or none: client port TLS */
 	bool insecure_plaintext;	      /* plain peer TCP off loopback */
 	uint64_t heartbeat_ms, election_ms, request_timeout_ms;
 	uint64_t snapshot_entries, quota_bytes, max_value_bytes, auto_compact_revisions;

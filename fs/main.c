@@ -33,6 +33,7 @@ static int cmd_serve(int argc, char **argv)
 	struct server *srv = NULL;
 	struct client_port *port = NULL;
 	struct metrics_http *mh = NULL;
+	struct stream_tls *client_tls = NULL;
 	struct fs fs = {0};
 	bool mounted = false, clean = true;
 	int rv;
@@ -52,10 +53,22 @@ static int cmd_serve(int argc, char **argv)
 	}
 	qfs_log_set_name(cfg.name);
 	signal(SIGPIPE, SIG_IGN);
+	if (cfg.listen_client && cfg.client_cert) {
+		struct stream_tls_config tls = {
+		    .cert_file = cfg.client_cert,
+		    .key_file = cfg.client_key,
+		    .ca_file = cfg.client_ca,
+		    .label = "client",
+		};
+
+		if ((rv = stream_tls_create(&tls, &client_tls)))
+			goto out;
+	}
 	rv = server_create(&cfg, &srv);
 	if (rv)
 		goto out;
-	if (cfg.listen_client && (rv = client_port_create(srv, cfg.listen_client, &port)))
+	if (cfg.listen_client &&
+	    (rv = client_port_create(srv, cfg.listen_client, client_tls, &port)))
 		goto out;
 	if (cfg.metrics_listen && (rv = metrics_http_create(srv, cfg.metrics_listen, &mh)))
 		goto out;
@@ -85,6 +98,7 @@ out:
 	metrics_http_close(mh);
 	if (srv)
 		server_destroy(srv);
+	stream_tls_destroy(client_tls);
 	config_close(&cfg);
 	return rv ? 1 : 0;
 }

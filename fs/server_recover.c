@@ -16,6 +16,7 @@
 #include "../common/log.h"
 #include "../store/snapfile.h"
 #include "cli.h"
+#include "client_tls.h"
 #include "datadir.h"
 #include "image.h"
 #include "server_impl.h"
@@ -125,28 +126,40 @@ static void seed_peer(void *arg, uint64_t id, const char *name, const char *peer
 
 /* --join: ask the cluster to add this (empty) member as a learner; the
  * leader then sends it everything. Already a member (a restart before the
- * first entry arrived): carry on. */
+ * first entry arrived): carry on. With --client-cert, the request goes over
+ * TLS with this member's client port certificate (its CN is the user the
+ * other member logs) and --client-ca to check the other's. */
 static int join(struct server *srv)
 {
+	const struct config *cfg = srv->cfg;
+	struct client_tls *tls = NULL;
 	char err[512];
-	int rv = cli_member_add_learner(srv->cfg->join, srv->cfg->name, srv->cfg->listen_peer,
-					srv->cfg->listen_client ? srv->cfg->listen_client : "",
-					srv->cfg->request_timeout_ms * 2, err, sizeof(err));
+	int rv;
 
-	if (rv == QFS_EEXIST) {
-		LOG_INFO("--join: %s is a member already", srv->cfg->name);
-	} else if (rv) {
-		fprintf(stderr, "quorumfs: --join %s: %s\n", srv->cfg->join,
-			err[0] ? err : qfs_strerror(rv));
-		return rv;
-	} else {
-		LOG_INFO("--join: added to the cluster at %s as a learner", srv->cfg->join);
+	if (cfg->client_cert && client_tls_create(cfg->client_ca, cfg->client_cert, cfg->client_key,
+						  &tls, err, sizeof(err))) {
+		fprintf(stderr, "quorumfs: --join %s: %s\n", cfg->join, err);
+		return QFS_EINVAL;
 	}
-	rv = cli_member_peers(srv->cfg->join, srv->cfg->request_timeout_ms, seed_peer, srv, err,
+	rv = cli_member_add_learner(cfg->join, tls, cfg->name, cfg->listen_peer,
+				    cfg->listen_client ? cfg->listen_client : "",
+				    cfg->request_timeout_ms * 2, err, sizeof(err));
+	if (rv == QFS_EEXIST) {
+		LOG_INFO("--join: %s is a member already", cfg->name);
+	} else if (rv) {
+		fprintf(stderr, "quorumfs: --join %s: %s\n", cfg->join,
+			err[0] ? err : qfs_strerror(rv));
+		goto out;
+	} else {
+		LOG_INFO("--join: added to the cluster at %s as a learner", cfg->join);
+	}
+	rv = cli_member_peers(cfg->join, tls, cfg->request_timeout_ms, seed_peer, srv, err,
 			      sizeof(err));
 	if (rv)
-		fprintf(stderr, "quorumfs: --join %s: cannot list the members: %s\n",
-			srv->cfg->join, err[0] ? err : qfs_strerror(rv));
+		fprintf(stderr, "quorumfs: --join %s: cannot list the members: %s\n", cfg->join,
+			err[0] ? err : qfs_strerror(rv));
+out:
+	client_tls_destroy(tls);
 	return rv;
 }
 

@@ -57,6 +57,9 @@ static const char *const serve_flags[] = {
     "peer-cert",
     "peer-key",
     "peer-ca",
+    "client-cert",
+    "client-key",
+    "client-ca",
 };
 
 /* serve flags without a value: the bare word (with '_') becomes the flag. */
@@ -105,7 +108,8 @@ static void usage(FILE *out)
 	      "  quota_bytes=B, max_value_bytes=B, auto_compact_revisions=N, snapshot_entries=N,\n"
 	      "  log_level=L, log_format=F, config=FILE, listen_peer=A, listen_client=A,\n"
 	      "  initial_cluster=n1=A,n2=A,..., join=A, heartbeat_ms=N, election_ms=N,\n"
-	      "  request_timeout_ms=N, peer_cert=F, peer_key=F, peer_ca=F, insecure_plaintext\n"
+	      "  request_timeout_ms=N, peer_cert=F, peer_key=F, peer_ca=F, client_cert=F,\n"
+	      "  client_key=F, client_ca=F, insecure_plaintext\n"
 	      "                    passed as the `quorumfs serve` flag of the same name\n"
 	      "  defaults, auto, noauto, nofail, _netdev, user, users, x-*, comment=...\n"
 	      "                    fstab-only, ignored\n"

@@ -61,6 +61,9 @@ struct qfs_stream_ops {
 	void (*close)(struct qfs_stream *s, qfs_stream_close_cb cb, void *arg);
 	/* Remote address, for log lines. Returns 0 or QFS_EIO. */
 	int (*peer_addr)(struct qfs_stream *s, struct sockaddr_storage *out);
+	/* The stream no longer keeps its loop running (uv_unref of all it
+	 * holds): for a server whose loop must end with clients connected. */
+	void (*unref)(struct qfs_stream *s);
 };
 
 /* Base of every implementation's stream struct. */
@@ -99,6 +102,11 @@ static inline int stream_write(struct qfs_stream *s, const uv_buf_t *bufs, unsig
 static inline void stream_close(struct qfs_stream *s, qfs_stream_close_cb cb, void *arg)
 {
 	s->ops->close(s, cb, arg);
+}
+
+static inline void stream_unref(struct qfs_stream *s)
+{
+	s->ops->unref(s);
 }
 
 static inline int stream_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)

@@ -158,12 +158,18 @@ static int tcp_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)
 	return uv_tcp_getpeername(&ts->tcp, (struct sockaddr *)out, &len) == 0 ? 0 : QFS_EIO;
 }
 
+static void tcp_unref(struct qfs_stream *s)
+{
+	uv_unref((uv_handle_t *)&((struct tcp_stream *)s)->tcp);
+}
+
 static const struct qfs_stream_ops tcp_ops = {
     .read_start = tcp_read_start,
     .read_stop = tcp_read_stop,
     .write = tcp_write,
     .close = tcp_close,
     .peer_addr = tcp_peer_addr,
+    .unref = tcp_unref,
 };
 
 static struct tcp_stream *tcp_new(uv_loop_t *loop)

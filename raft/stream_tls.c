@@ -19,18 +19,17 @@
  * have closed, after the user's close callback.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
 #include "stream_tls.h"
+#include "tls_ctx.h"
 
 #define NAME_MAX_LEN 64		/* "[v6 address]:port" */
 #define PLAIN_CHUNK (16 * 1024) /* one TLS record's worth of plaintext */
@@ -43,7 +42,6 @@ struct stream_tls {
 	const struct qfs_stream_factory *inner;
 	SSL_CTX *ctx;
 	const char *label;
-	bool no_ip_check;
 	/* Refusals logged lately, so a peer retrying every few seconds does
 	 * not fill the log. */
 	struct {
@@ -101,39 +99,8 @@ struct tls_stream {
 };
 
 static const struct qfs_stream_ops tls_ops;
-static int ex_index = -1; /* SSL ex_data slot of the tls_stream */
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* OpenSSL's reason for the failure at hand (its error queue, the
- * certificate verification result), then an empty queue. */
-static void failure_reason(struct tls_stream *ts, char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_error();
-	long vr = SSL_get_verify_result(ts->ssl);
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	if (e && !r) {
-		ERR_error_string_n(e, buf, len);
-	} else if (r) {
-		snprintf(buf, len, "%s", r);
-	} else {
-		snprintf(buf, len, "connection closed during the TLS handshake");
-	}
-	if (vr != X509_V_OK && (!e || ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)) {
-		size_t n = strlen(buf);
-
-		snprintf(buf + n, len - n, " (%s)", X509_verify_cert_error_string(vr));
-	}
-	if (e && (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ||
-		  ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG ||
-		  ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)) {
-		size_t n = strlen(buf);
-
-		snprintf(buf + n, len - n, " (the other end does not speak TLS)");
-	}
-	ERR_clear_error();
-}
 
 /* Whether this refusal was logged lately; notes it if not. */
 static bool refusal_seen(struct tls_stream *ts, const char *reason)
@@ -277,7 +244,7 @@ static void fail(struct tls_stream *ts)
 {
 	char reason[REASON_MAX];
 
-	failure_reason(ts, reason, sizeof(reason));
+	tls_ctx_failure(ts->ssl, reason, sizeof(reason));
 	ts->state = TLS_FAILED;
 	log_refusal(ts, reason);
 	flush(ts, NULL, NULL); /* the alert telling the other end why */
@@ -344,7 +311,7 @@ static void handshake_step(struct tls_stream *ts)
 
 /* TLS 1.3, connecting side: the server checks our certificate after our
  * handshake ended. Anything it sends afterwards (a session ticket, seen by
- * on_new_session, or data) means it accepted it; an alert means it did not. */
+ * tls_ctx_confirm(), or data) means it accepted it; an alert means it did not. */
 static void confirm_step(struct tls_stream *ts)
 {
 	uint8_t byte;
@@ -382,7 +349,7 @@ static void deliver(struct tls_stream *ts)
 		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_ZERO_RETURN) {
 			char reason[REASON_MAX];
 
-			failure_reason(ts, reason, sizeof(reason));
+			tls_ctx_failure(ts->ssl, reason, sizeof(reason));
 			LOG_DEBUG("%s tls: connection with %s: %s", ts->tls->label, ts->name,
 				  reason);
 		}
@@ -425,18 +392,6 @@ static void on_raw_read(struct qfs_stream *raw, void *arg, const uint8_t *data, 
 			ts->raw_done = true; /* cannot keep it: treat as the end */
 	}
 	pump(ts);
-}
-
-/* The session callback: only a connecting stream caches sessions, so this
- * runs when the server's ticket arrives. The session is not kept. */
-static int on_new_session(SSL *ssl, SSL_SESSION *sess)
-{
-	struct tls_stream *ts = SSL_get_ex_data(ssl, ex_index);
-
-	(void)sess;
-	if (ts)
-		ts->confirmed = true;
-	return 0;
 }
 
 /* ---- stream operations ---------------------------------------------------- */
@@ -556,12 +511,21 @@ static int tls_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)
 	return stream_peer_addr(ts->raw, out);
 }
 
+static void tls_unref(struct qfs_stream *s)
+{
+	struct tls_stream *ts = (struct tls_stream *)s;
+
+	uv_unref((uv_handle_t *)&ts->kick);
+	stream_unref(ts->raw);
+}
+
 static const struct qfs_stream_ops tls_ops = {
     .read_start = tls_read_start,
     .read_stop = tls_read_stop,
     .write = tls_write,
     .close = tls_close,
     .peer_addr = tls_peer_addr,
+    .unref = tls_unref,
 };
 
 /* ---- the factory ------------------------------------------------------------ */
@@ -581,7 +545,7 @@ static struct tls_stream *stream_new(struct stream_tls *t, uv_loop_t *loop, bool
 	ts->ssl = SSL_new(t->ctx);
 	ts->rbio = BIO_new(BIO_s_mem());
 	ts->wbio = BIO_new(BIO_s_mem());
-	if (!ts->ssl || !ts->rbio || !ts->wbio || !SSL_set_ex_data(ts->ssl, ex_index, ts)) {
+	if (!ts->ssl || !ts->rbio || !ts->wbio || !tls_ctx_confirm(ts->ssl, &ts->confirmed)) {
 		BIO_free(ts->rbio);
 		BIO_free(ts->wbio);
 		SSL_free(ts->ssl);
@@ -650,7 +614,7 @@ static int tls_connect(void *ctx, uv_loop_t *loop, const struct sockaddr *local,
 	if (!ts)
 		return QFS_ENOMEM;
 	stream_addr_name(addr, ts->name, sizeof(ts->name));
-	if (!t->no_ip_check && expect_ip(ts->ssl, addr) != 1) {
+	if (expect_ip(ts->ssl, addr) != 1) {
 		ERR_clear_error();
 		rv = QFS_EINVAL;
 		goto fail;
@@ -698,106 +662,25 @@ static int tls_accept(void *ctx, uv_stream_t *server, struct qfs_stream **out)
 
 /* ---- the context -------------------------------------------------------------- */
 
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return 0; /* an encrypted key fails to load instead of prompting */
-}
-
-/* Logs "--LABEL-WHAT FILE: msg: OpenSSL reason" (the first error queued is
- * the most specific) and clears the queue. */
-static int load_error(const struct stream_tls_config *cfg, const char *what, const char *file,
-		      const char *msg)
-{
-	unsigned long e = ERR_peek_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	LOG_ERROR("--%s-%s %s: %s%s%s", cfg->label, what, file, msg, r ? ": " : "", r ? r : "");
-	ERR_clear_error();
-	return QFS_EINVAL;
-}
-
-static int check_readable(const struct stream_tls_config *cfg, const char *what, const char *file)
-{
-	FILE *f = fopen(file, "r");
-
-	if (!f) {
-		LOG_ERROR("--%s-%s %s: %s", cfg->label, what, file, strerror(errno));
-		return QFS_EINVAL;
-	}
-	fclose(f);
-	return 0;
-}
-
-static int ctx_load(SSL_CTX *ctx, const struct stream_tls_config *cfg)
-{
-	int rv;
-
-	if ((rv = check_readable(cfg, "cert", cfg->cert_file)) ||
-	    (rv = check_readable(cfg, "key", cfg->key_file)) ||
-	    (rv = check_readable(cfg, "ca", cfg->ca_file)))
-		return rv;
-	if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1)
-		return load_error(cfg, "ca", cfg->ca_file, "no usable CA certificate");
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1)
-		return load_error(cfg, "cert", cfg->cert_file, "no usable certificate");
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) == 1 &&
-	    SSL_CTX_check_private_key(ctx) == 1)
-		return 0;
-	if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
-		LOG_ERROR("--%s-key %s does not match the certificate in --%s-cert %s", cfg->label,
-			  cfg->key_file, cfg->label, cfg->cert_file);
-		ERR_clear_error();
-		return QFS_EINVAL;
-	}
-	return load_error(cfg, "key", cfg->key_file, "no usable private key (PEM, not encrypted)");
-}
-
 int stream_tls_create(const struct stream_tls_config *cfg, struct stream_tls **out)
 {
-	static const unsigned char sid_ctx[] = "quorumfs";
-	struct stream_tls *t;
-	SSL_CTX *ctx;
-	int rv;
+	char cert_flag[64], key_flag[64], ca_flag[64], err[1024];
+	struct tls_ctx_files files = {cfg->cert_file, cfg->key_file, cfg->ca_file,
+				      cert_flag,      key_flag,	     ca_flag};
+	struct stream_tls *t = calloc(1, sizeof(*t));
 
-	if (ex_index < 0) {
-		ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-		if (ex_index < 0)
-			return QFS_ENOMEM;
-	}
-	t = calloc(1, sizeof(*t));
 	if (!t)
 		return QFS_ENOMEM;
-	ctx = SSL_CTX_new(TLS_method());
-	if (!ctx) {
+	snprintf(cert_flag, sizeof(cert_flag), "--%s-cert", cfg->label);
+	snprintf(key_flag, sizeof(key_flag), "--%s-key", cfg->label);
+	snprintf(ca_flag, sizeof(ca_flag), "--%s-ca", cfg->label);
+	t->ctx = tls_ctx_new(&files, err, sizeof(err));
+	if (!t->ctx) {
+		LOG_ERROR("%s", err);
 		free(t);
-		ERR_clear_error();
-		return QFS_ENOMEM;
+		return QFS_EINVAL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_default_passwd_cb(ctx, no_password);
-	/* Servers send one ticket (the connecting side's proof of acceptance,
-	 * see confirm_step); clients note it and keep nothing, so no session
-	 * is ever resumed and every connection verifies certificates. */
-	SSL_CTX_set_num_tickets(ctx, 1);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
-	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
-	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
-	rv = ctx_load(ctx, cfg);
-	if (rv) {
-		SSL_CTX_free(ctx);
-		free(t);
-		return rv;
-	}
-	t->ctx = ctx;
 	t->label = cfg->label;
-	t->no_ip_check = cfg->no_ip_check;
 	t->inner = cfg->inner ? cfg->inner : stream_tcp_factory();
 	t->factory.connect = tls_connect;
 	t->factory.accept = tls_accept;

@@ -17,12 +17,12 @@
  * implementation's servers always send one). A session is never resumed.
  *
  * Everything happens on one loop thread: a stream_tls is used from the
- * thread of the loops its streams run on, like the streams themselves.
+ * thread of the loops its streams run on, like the streams themselves. The
+ * OpenSSL settings are raft/tls_ctx.h's, shared with the CLI.
  */
 #ifndef QFS_STREAM_TLS_H
 #define QFS_STREAM_TLS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "stream.h"
@@ -40,8 +40,6 @@ struct stream_tls_config {
 	const char *label;
 	/* Streams to wrap; NULL = stream_tcp_factory(). Borrowed. */
 	const struct qfs_stream_factory *inner;
-	/* Do not check the server certificate's IP address on connect. */
-	bool no_ip_check;
 };
 
 /*

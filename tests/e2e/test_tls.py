@@ -1,10 +1,13 @@
-"""Peer mutual TLS (SPEC §6): a cluster whose members hold certificates from
-contrib/gen-certs.sh replicates and takes a learner; a process with a
-certificate from another CA, or none, is refused before any Raft message
-and the refusing member's log says why; certificate flags are checked at
-startup; a non-loopback --listen-peer needs certificates or
---insecure-plaintext (checked in a network namespace of its own, where
-10.99.0.1 is a local address that is not loopback)."""
+"""Mutual TLS (SPEC §6). Between members: a cluster whose members hold
+certificates from contrib/gen-certs.sh replicates and takes a learner; a
+process with a certificate from another CA, or none, is refused before any
+Raft message and the refusing member's log says why; a non-loopback
+--listen-peer needs certificates or --insecure-plaintext (checked in a
+network namespace of its own, where 10.99.0.1 is a local address that is
+not loopback). On the client port: the CLI with --cacert/--cert/--key works
+(requests, NOTLEADER, watch, --join), the certificate's CN is logged as the
+user, and a CLI without a certificate from the CA is refused with a clear
+error. Certificate flags are checked at startup."""
 import re
 import signal
 import subprocess
@@ -25,9 +28,15 @@ def gen_certs(dir_, *names):
     return dir_
 
 
-def tls_flags(certs, name, ca=None):
-    return ["--peer-cert", str(certs / f"{name}.crt"), "--peer-key", str(certs / f"{name}.key"),
-            "--peer-ca", str(ca or certs / "ca.crt")]
+def tls_flags(certs, name, ca=None, what="peer"):
+    return [f"--{what}-cert", str(certs / f"{name}.crt"), f"--{what}-key",
+            str(certs / f"{name}.key"), f"--{what}-ca", str(ca or certs / "ca.crt")]
+
+
+def cli_tls(certs, user, ca=None):
+    """The CLI's TLS flags (etcdctl's names)."""
+    return ["--cacert", str(ca or certs / "ca.crt"), "--cert", str(certs / f"{user}.crt"),
+            "--key", str(certs / f"{user}.key")]
 
 
 def wait_log(m, pattern, timeout=10):
@@ -161,7 +170,14 @@ def test_certificate_flags_checked_at_startup(tmp_path):
     base = ["--name", "n1", "--listen-peer", "127.0.0.1:0"]
 
     rc, out = serve(tmp_path, *base, "--peer-cert", str(certs / "n1.crt"))
-    assert rc == 2 and "--peer-key --peer-ca missing" in out, out
+    assert rc == 2 and "go together: missing --peer-key --peer-ca" in out, out
+    rc, out = serve(tmp_path, *base, "--listen-client", "127.0.0.1:0", "--client-ca",
+                    str(certs / "ca.crt"))
+    assert rc == 2 and "go together: missing --client-cert --client-key" in out, out
+    rc, out = serve(tmp_path, *base, "--listen-client", "127.0.0.1:0", "--client-cert",
+                    str(certs / "n1.crt"), "--client-key", str(certs / "n2.key"), "--client-ca",
+                    str(certs / "ca.crt"))
+    assert rc != 0 and "--client-key" in out and "does not match" in out, out
 
     missing = tmp_path / "nope.key"
     rc, out = serve(tmp_path, *base, "--peer-cert", str(certs / "n1.crt"), "--peer-key",
@@ -180,3 +196,62 @@ def test_certificate_flags_checked_at_startup(tmp_path):
 
     rc, out = serve(tmp_path, *base, "--insecure-plaintext", *tls_flags(certs, "n1"))
     assert rc == 2 and "--insecure-plaintext contradicts" in out, out
+
+
+def test_client_port_tls(cluster, tmp_path):
+    certs = gen_certs(tmp_path / "certs", "n1=127.0.0.1", "n2=127.0.0.2", "n3=127.0.0.3",
+                      "n4=127.0.0.4", "alice")
+    other = gen_certs(tmp_path / "other", "mallory")
+
+    def flags(n):
+        return tls_flags(certs, n) + tls_flags(certs, n, what="client") + \
+            (["--log-level", "debug"] if n == "n1" else [])
+    c = cluster.start(extra={n: flags(n) for n in ("n1", "n2", "n3")})
+    wait_log(c.m("n1"), r"client port listening on \S+ \(mutual TLS\)")
+    alice = cli_tls(certs, "alice")
+
+    # Requests through any member; a follower's NOTLEADER is followed over TLS.
+    follower = c.followers()[0]
+    c.cli("put", "/config/port", "5432", *alice, endpoints=[follower])
+    assert c.cli("get", "/config/port", *alice, endpoints=["n1"]).stdout == "5432"
+    assert read_file(c.m("n3").p("config/port")) == b"5432"
+    assert {m["name"] for m in c.cli_json("member", "list", *alice)} == {"n1", "n2", "n3"}
+    wait_log(c.m("n1"), r"client port: 127\.0\.0\.1:\d+ is user alice")
+
+    # A watch over TLS sees a change made through the mount.
+    w = subprocess.Popen([str(QUORUMFS), "watch", "/config", "--prefix", *alice, "--endpoints",
+                          c.endpoints()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(0.5)
+        assert write_file(c.m("n2").p("config/host"), "db1") is None
+        line = w.stdout.readline()
+        assert line.split()[1:] == ["PUT", "/config/host", "db1"], line
+    finally:
+        w.kill()
+        w.wait()
+
+    # Refused: plain TCP, no certificate, another CA's certificate, a CA
+    # that does not sign the members'. Nothing is written by any of them.
+    r = c.cli("put", "/x", "1", endpoints=["n1"], check=False)
+    assert r.returncode == 1 and "give --cacert, --cert and --key" in r.stderr, r.stderr
+    r = c.cli("put", "/x", "1", "--cacert", str(certs / "ca.crt"), endpoints=["n1"],
+              check=False)
+    assert r.returncode == 1 and "certificate required" in r.stderr, r.stderr
+    assert "may or may not" not in r.stderr, "refused before the request was sent"
+    r = c.cli("get", "/config/port", *cli_tls(other, "mallory", ca=certs / "ca.crt"),
+              endpoints=["n1"], check=False)
+    assert r.returncode == 1 and "alert unknown ca" in r.stderr, r.stderr
+    line = wait_log(c.m("n1"), r"client tls: refused a connection from 127\.0\.0\.1:\d+: "
+                    r"certificate verify failed")
+    assert "unable to get local issuer certificate" in line, line
+    r = c.cli("get", "/config/port", *cli_tls(certs, "alice", ca=other / "ca.crt"),
+              endpoints=["n1"], check=False)
+    assert r.returncode == 1 and "certificate verify failed" in r.stderr, r.stderr
+    assert not c.m("n1").p("x").exists()
+
+    # A learner joins through a TLS client port with its own certificate.
+    j = c.join("n4", 4, via="n1", extra=flags("n4"))
+    wait_log(c.m("n1"), r"client port: [\d.]+:\d+ is user n4")
+    assert wait_until(lambda: j.p("config/host").exists(), 10)
+    assert c.cli("get", "/config/host", *alice, endpoints=["n4"]).stdout == "db1"
