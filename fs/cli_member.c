@@ -13,7 +13,7 @@
 
 int cli_member_list_run(struct cli *c)
 {
-	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST};
+	struct client_req r = {.type = CLIENT_REQ_MEMBER_LIST, .flags = CLIENT_MEMBERS_LINEARIZABLE};
 	struct client_answer a;
 
 	if (cli_ask(c, &r, &a))

@@ -43,7 +43,7 @@ void client_admin_status(struct conn *c)
 	conn_respond(c, &b, client_proto_status_encode(&b, &st));
 }
 
-void client_admin_member_list(struct conn *c)
+static void member_list(struct conn *c)
 {
 	struct server_member *sm = NULL;
 	struct client_member *cm = NULL;
@@ -77,6 +77,39 @@ out:
 	free(sm);
 	if (rv)
 		conn_respond_err(c, CLIENT_REQ_MEMBER_LIST, rv);
+}
+
+static void on_members_ready(void *arg, int err)
+{
+	struct op *op = arg;
+
+	if (op->c->closing)
+		;
+	else if (err)
+		conn_respond_err(op->c, CLIENT_REQ_MEMBER_LIST, err);
+	else
+		member_list(op->c);
+	conn_op_free(op);
+}
+
+/* `member list` reads after a read point, so a change that returned
+ * anywhere shows; `status` asks without one, to answer without a quorum. */
+void client_admin_member_list(struct conn *c, const struct client_req *r)
+{
+	struct op *op;
+	int rv;
+
+	if (!(r->flags & CLIENT_MEMBERS_LINEARIZABLE)) {
+		member_list(c);
+		return;
+	}
+	if (!(op = conn_op_new(c, r)))
+		return;
+	rv = server_read_barrier(c->port->srv, on_members_ready, op);
+	if (rv) {
+		conn_respond_err(c, r->type, rv);
+		conn_op_free(op);
+	}
 }
 
 /* ---- membership ------------------------------------------------------------------ */

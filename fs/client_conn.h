@@ -123,7 +123,7 @@ void conn_respond_bad_key(struct conn *c, uint8_t type, int err);
 /* ---- the handlers, one file each --------------------------------------------- */
 
 void client_admin_status(struct conn *c);
-void client_admin_member_list(struct conn *c);
+void client_admin_member_list(struct conn *c, const struct client_req *r);
 /* MEMBER_ADD, MEMBER_REMOVE, MEMBER_PROMOTE, LEADER_TRANSFER */
 void client_admin_member_change(struct conn *c, const struct client_req *r);
 

@@ -207,7 +207,7 @@ static void handle(struct conn *c, const struct client_req *r)
 		client_admin_status(c);
 		break;
 	case CLIENT_REQ_MEMBER_LIST:
-		client_admin_member_list(c);
+		client_admin_member_list(c, r);
 		break;
 	case CLIENT_REQ_MEMBER_ADD:
 	case CLIENT_REQ_MEMBER_REMOVE:

@@ -114,8 +114,10 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 	off = frame_begin(b);
 	switch (r->type) {
 	case CLIENT_REQ_STATUS:
-	case CLIENT_REQ_MEMBER_LIST:
 	case CLIENT_REQ_SNAPSHOT:
+		break;
+	case CLIENT_REQ_MEMBER_LIST:
+		qbuf_put_u32(b, r->flags);
 		break;
 	case CLIENT_REQ_MEMBER_ADD:
 		rv = put_str(b, r->name, CLIENT_PROTO_NAME_MAX);
@@ -187,8 +189,10 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 	qreader_init(&r, payload, len);
 	switch (type) {
 	case CLIENT_REQ_STATUS:
-	case CLIENT_REQ_MEMBER_LIST:
 	case CLIENT_REQ_SNAPSHOT:
+		break;
+	case CLIENT_REQ_MEMBER_LIST:
+		out->flags = qreader_u32(&r);
 		break;
 	case CLIENT_REQ_MEMBER_ADD:
 		out->name = get_str(&r, CLIENT_PROTO_NAME_MAX);

@@ -25,7 +25,8 @@
  * "bytes": u32 length + data.
  *
  * Requests:
- *   STATUS, MEMBER_LIST          (empty)
+ *   STATUS                       (empty)
+ *   MEMBER_LIST                  u32 flags
  *   MEMBER_ADD                   str name, str peer addr, str client addr, u8 learner
  *   MEMBER_REMOVE/PROMOTE,
  *   LEADER_TRANSFER              str name
@@ -161,6 +162,7 @@ enum client_req_type {
 
 #define CLIENT_GET_PREFIX 0x1	   /* the key's whole subtree */
 #define CLIENT_DEL_PREFIX 0x1	   /* the key and its whole subtree */
+#define CLIENT_MEMBERS_LINEARIZABLE 0x1 /* MEMBER_LIST after a read point */
 #define CLIENT_WATCH_PREFIX 0x1	   /* the key and its whole subtree */
 #define CLIENT_LEASE_LIST_KEYS 0x1 /* with the keys attached to each lease */
 
@@ -190,7 +192,7 @@ struct client_req {
 	const char *client_addr; /* MEMBER_ADD, "" = none */
 	bool learner;		 /* MEMBER_ADD */
 	const char *key;	 /* GET, PUT, DEL, WATCH, PUT_LEASE */
-	uint32_t flags;		 /* GET, DEL, WATCH, LEASE_LIST */
+	uint32_t flags;		 /* GET, DEL, WATCH, LEASE_LIST, MEMBER_LIST */
 	uint64_t rev;		 /* GET: 0 = current; WATCH: start, 0 = next */
 	const char *after;	 /* GET, "" = from the start */
 	const uint8_t *value;	 /* PUT, PUT_LEASE */
