@@ -34,6 +34,7 @@
 #include "../store/wal.h"
 #include "cli_impl.h"
 #include "datadir.h"
+#include "server.h"
 
 const char cli_restore_details[] =
     "Offline. Verifies FILE (a backup from snapshot save), then creates DIR (it must\n"
@@ -172,9 +173,11 @@ static void result_print(const struct cli *c, const struct cli_image *ci,
 	       ci->leases);
 	for (uint32_t i = 0; i < m->n; i++)
 		printf(" %s", book_find(b, m->m[i].id)->name);
-	printf("\nstart it with: quorumfs serve --name %s --data-dir %s%s%s\n", c->name,
-	       c->data_dir, c->initial_cluster ? " --initial-cluster " : "",
-	       c->initial_cluster ? c->initial_cluster : "");
+	printf("\nstart it with: quorumfs serve --name %s --data-dir %s", c->name, c->data_dir);
+	if (c->initial_cluster)
+		printf(" --initial-cluster %s --listen-peer %s", c->initial_cluster,
+		       book_find(b, server_name_id(c->name))->peer);
+	printf(" ...\n");
 }
 
 int cli_restore_run(struct cli *c)

@@ -61,6 +61,7 @@ def test_check_clean_data_dir_reads_only(members):
     assert rep["ok"] and rep["problems"] == []
     assert rep["snapshot"]["members"][0]["name"] == "n1"
     assert rep["wal"]["hard_state"]["term"] >= 1
+    assert rep["wal"]["hard_state"]["vote"] == "n1"
     assert rep["wal"]["last_index"] >= rep["snapshot"]["index"]
     assert fingerprint(m.data_dir) == before, "check changed the data dir"
     m.restart()
@@ -382,7 +383,7 @@ def test_restore_refuses_bad_input_and_changes_nothing(cluster, tmp_path):
     assert json.loads(r.stdout)["revision"] == save["revision"]
     rep = json.loads(run("check", target, "-w", "json").stdout)
     assert rep["ok"] and rep["snapshot"]["members"][0]["name"] == "x"
-    assert rep["wal"]["hard_state"] == {"term": save["term"], "vote": "0" * 16,
+    assert rep["wal"]["hard_state"] == {"term": save["term"], "vote": None,
                                         "commit": save["index"]}
 
 
