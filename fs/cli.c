@@ -177,6 +177,8 @@ static const struct command commands[] = {
      "one line per lease: id, ttl, seconds left, keys (-w json: the keys too)", cli_lease_list_run},
     {"snapshot", "save", 1, 0, "FILE",
      "write a consistent backup of the store (linearizable) to FILE", cli_snapshot_save_run},
+    {"snapshot", "restore", 1, FL_OFFLINE | FL_DATA_DIR | FL_NAME | FL_INITIAL_CLUSTER, "FILE",
+     "make a new member's data dir from a backup, for a new cluster (offline)", cli_restore_run},
     {"check", NULL, 1, FL_OFFLINE, "DATA_DIR",
      "verify a data dir (offline): snapshots and WAL, CRCs, order, hard state", cli_check_run},
     {"dump-wal", NULL, 1, FL_OFFLINE, "DATA_DIR",
@@ -229,6 +231,8 @@ static void usage_command(const struct command *cmd)
 		printf("%s\n", cli_lease_keepalive_details);
 	if (cmd->run == cli_snapshot_save_run)
 		printf("%s\n", cli_snapshot_save_details);
+	if (cmd->run == cli_restore_run)
+		printf("%s\n", cli_restore_details);
 	if (cmd->run == cli_check_run)
 		printf("%s\n", cli_check_details);
 	printf("flags:\n");

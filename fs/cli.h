@@ -2,7 +2,7 @@
  * The cluster and data commands of SPEC §2.2 that talk to a member's client
  * port: status, member list/add/remove/promote, leader transfer, get, put
  * (--ttl, --lease), del, watch, lease grant/keepalive/revoke/list, snapshot
- * save; and the offline ones on local files: check,
+ * save; and the offline ones on local files: snapshot restore, check,
  * dump-wal. Each prints human-readable output (or JSON with -w json) and
  * exits 0, or prints one line to stderr and exits non-zero (2 for usage
  * errors).

@@ -306,11 +306,15 @@ static void print_json(const struct report *r)
 		       ", \"first_index\": %" PRIu64 ", \"last_index\": %" PRIu64
 		       ", \"last_term\": %" PRIu64 ", \"hard_state\": ",
 		       s->records, s->entries, s->first_index, s->last_index, s->last_term);
-		if (s->have_hs)
-			printf("{\"term\": %" PRIu64 ", \"vote\": \"%016" PRIx64
-			       "\", \"commit\": %" PRIu64 "}",
-			       s->hs_term, s->hs_vote, s->hs_commit);
-		else
+		if (s->have_hs) {
+			printf("{\"term\": %" PRIu64 ", \"vote\": ", s->hs_term);
+			if (s->hs_vote)
+				cli_json_str(cli_image_member_name(r->have_image ? &r->image : NULL,
+								   s->hs_vote, name, sizeof(name)));
+			else
+				printf("null");
+			printf(", \"commit\": %" PRIu64 "}", s->hs_commit);
+		} else
 			printf("null");
 		printf(", \"torn\": ");
 		if (s->torn) {

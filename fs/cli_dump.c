@@ -330,8 +330,10 @@ static int on_record(void *arg, const struct wal_record *rec, const struct wal_p
 		printf(json ? "\"hardstate\", \"term\": %" PRIu64 ", \"vote\": "
 			    : "hardstate term=%" PRIu64 " vote=",
 		       rec->hs_term);
-		if (json)
-			cli_json_str(rec->hs_vote ? member(d, rec->hs_vote, buf, sizeof(buf)) : "");
+		if (json && rec->hs_vote)
+			cli_json_str(member(d, rec->hs_vote, buf, sizeof(buf)));
+		else if (json)
+			fputs("null", stdout);
 		else
 			fputs(rec->hs_vote ? member(d, rec->hs_vote, buf, sizeof(buf)) : "none",
 			      stdout);
@@ -375,14 +377,14 @@ static int dump_snapshots(struct dump *d)
 	char err[4400], path[4200], buf[24];
 	size_t n = 0;
 	int damaged = 0;
+	int rv = snapfile_list(d->dir, &v, &n, err, sizeof(err));
 
-	if (snapfile_list(d->dir, &v, &n, err, sizeof(err)) == QFS_EIO) {
+	if (rv && rv != QFS_ENOENT) {
 		cli_fail(d->c, "%s", err);
 		return 1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct cli_image ci = {0};
-		int rv;
 
 		snprintf(path, sizeof(path), "%s/snap/%s", d->dir, v[i].name);
 		raft_dedup_init(&ci.img.dedup);

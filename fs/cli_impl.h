@@ -12,6 +12,7 @@
  *   cli_lease.c   lease grant/keepalive/revoke/list and the TTL and lease
  *                 id syntax (also used by put --ttl/--lease);
  *   cli_snapshot.c  snapshot save (a backup streamed from a member);
+ *   cli_restore.c   snapshot restore (a new data dir from a backup);
  *   cli_check.c     check (a data dir verified offline);
  *   cli_dump.c      dump-wal (a data dir's snapshots and WAL, decoded);
  *   cli_image.c     what the offline commands share: snapshot and backup
@@ -160,6 +161,7 @@ int cli_lease_keepalive_run(struct cli *c);
 int cli_lease_revoke_run(struct cli *c);
 int cli_lease_list_run(struct cli *c);
 int cli_snapshot_save_run(struct cli *c);
+int cli_restore_run(struct cli *c); /* snapshot restore */
 int cli_check_run(struct cli *c);
 int cli_dump_run(struct cli *c); /* dump-wal */
 
@@ -167,6 +169,7 @@ int cli_dump_run(struct cli *c); /* dump-wal */
 extern const char cli_watch_details[];
 extern const char cli_lease_keepalive_details[];
 extern const char cli_snapshot_save_details[];
+extern const char cli_restore_details[];
 extern const char cli_check_details[];
 
 #endif

@@ -227,6 +227,17 @@ int server_recover(struct server *srv, struct wal **out)
 	rs = (struct raft_restore){r.hs, snap.index ? &snap : NULL, r.entries, r.n};
 	raft_opts(srv, &o);
 	rv = raft_create(&o, &rs, &srv->raft);
+	if (rv == QFS_EINVAL) {
+		/* The WAL read fine but does not fit: e.g. a snapshot without
+		 * the hard state that must come with it. */
+		fprintf(stderr,
+			"quorumfs: %s: the snapshot (index %llu, term %llu), the log and the hard "
+			"state (term %llu) do not fit together; refusing to start (see quorumfs "
+			"check)\n",
+			srv->cfg->data_dir, (unsigned long long)snap.index,
+			(unsigned long long)snap.term, (unsigned long long)r.hs.term);
+		rv = QFS_ECORRUPT;
+	}
 	if (rv)
 		goto out;
 	if (fresh && !srv->cfg->join) {

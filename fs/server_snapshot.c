@@ -1,6 +1,8 @@
 /*
- * Snapshots and compaction. A state machine image is the Raft
- * configuration, the address book, the dedup table and the store, versioned.
+ * Snapshots and compaction. A state machine image (fs/image.h) is the Raft
+ * configuration, the address book, the dedup table and the store,
+ * versioned; server_image_save() makes one, for this member's snapshots and
+ * for `snapshot save` (fs/client_snapshot.c).
  *
  * This member takes a snapshot every --snapshot-entries applied entries: the
  * image on the loop thread (a consistent state), compression and fsync on the

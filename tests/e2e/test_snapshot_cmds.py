@@ -2,11 +2,15 @@
 (online backup) and snapshot restore (a new cluster from it) (SPEC §2.2, §5)."""
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import threading
 
-from cluster import cluster  # noqa: F401  (a fixture)
+import pytest
+
+from cluster import Cluster, cluster  # noqa: F401  (a fixture)
 from qfs import QUORUMFS, WAL_HEADER, wait_until, wal_records, write_file
 
 
@@ -57,6 +61,7 @@ def test_check_clean_data_dir_reads_only(members):
     assert rep["ok"] and rep["problems"] == []
     assert rep["snapshot"]["members"][0]["name"] == "n1"
     assert rep["wal"]["hard_state"]["term"] >= 1
+    assert rep["wal"]["hard_state"]["vote"] == "n1"
     assert rep["wal"]["last_index"] >= rep["snapshot"]["index"]
     assert fingerprint(m.data_dir) == before, "check changed the data dir"
     m.restart()
@@ -241,3 +246,162 @@ def test_save_failures_leave_the_old_backup(cluster, tmp_path):
     assert r.returncode == 2
     one_error_line(r, "missing FILE")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("tmp-")) == []
+
+
+# -- snapshot restore ---------------------------------------------------------------
+
+def restored_cluster(members, backup, names=("r1", "r2", "r3"), token="restored"):
+    """A new cluster whose every member is restored from backup, started."""
+    c2 = Cluster(members)
+    for i, n in enumerate(names, 1):
+        c2.index[n] = i
+    initial = ",".join(f"{n}={c2.peer(n)}" for n in names)
+    outs = []
+    for i, n in enumerate(names, 1):
+        m = c2._create(n, i, ["--initial-cluster", initial, "--cluster-token", token])
+        r = run("snapshot", "restore", backup, "--data-dir", m.data_dir, "--name", n,
+                "--initial-cluster", initial, "-w", "json")
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    for n in names:
+        c2.m(n).spawn()
+    for n in names:
+        c2.m(n).wait_ready()
+    c2.wait_leader()
+    return c2, outs
+
+
+def inodes(mnt, keys):
+    return {k: os.stat(mnt / k.lstrip("/"), follow_symlinks=False).st_ino for k in keys}
+
+
+def test_restore_a_new_cluster_from_a_save(cluster, members, tmp_path):
+    c = cluster.start()
+    n1 = c.m("n1")
+    n1.sh("mkdir -p conf/web w && echo 8080 > conf/web/port && echo x > conf/old"
+          " && ln -s web/port conf/link && mv conf/old conf/renamed && chmod 600 conf/renamed"
+          " && setfattr -n user.owner -v ops conf/web/port && echo gone > tmp && rm tmp")
+    c.cli("put", "/svc/web/h1", "10.0.0.1", "--ttl", "300")
+    stop, acked = threading.Event(), []
+    t = writer_thread(c, c.leader(), stop, acked)
+    try:
+        assert wait_until(lambda: len(acked) >= 30, 20)
+        backup = tmp_path / "backup.snap"
+        save = c.cli_json("snapshot", "save", backup, endpoints=[c.followers()[0]])
+        n = len(acked)
+        assert wait_until(lambda: len(acked) > n + 10, 10), "writes went on after the save"
+    finally:
+        stop.set()
+        t.join(10)
+    rev = save["revision"]
+    old = c.cli_json("get", "/", "--prefix", "--rev", rev)
+    assert old["revision"] == rev
+    keys = [kv["key"] for kv in old["kvs"] if kv["key"] != "/"]
+    assert "/w" in keys and any(k.startswith("/w/") for k in keys)
+    # Writes only create keys: whatever existed at the save still has the
+    # inode it had then.
+    old_inodes = inodes(n1.mnt, keys)
+    old_leases = c.cli_json("lease", "list")["leases"]
+
+    c2, outs = restored_cluster(members, backup)
+    for o in outs:
+        assert (o["revision"], o["index"], o["keys"]) == \
+            (save["revision"], save["index"], save["keys"])
+        assert sorted(o["members"]) == ["r1", "r2", "r3"]
+    assert c2.converge() == rev, "the new cluster starts at the saved revision"
+    new = c2.cli_json("get", "/", "--prefix")
+    assert new["revision"] == rev
+    assert new["kvs"] == old["kvs"], "keys, values, create/mod revisions, versions"
+    for n in ("r1", "r2", "r3"):
+        assert inodes(c2.m(n).mnt, keys) == old_inodes, n
+    r1 = c2.m("r1")
+    assert r1.sh("cat conf/link conf/renamed").stdout == "8080\nx\n"
+    assert os.getxattr(r1.p("conf/web/port"), "user.owner") == b"ops"
+    assert oct(os.stat(r1.p("conf/renamed")).st_mode & 0o777) == "0o600"
+    # Leases are in it, keys attached; membership is the new one.
+    new_leases = c2.cli_json("lease", "list")["leases"]
+    assert [(l["id"], l["keys"]) for l in new_leases] == \
+        [(l["id"], l["keys"]) for l in old_leases] == [(old_leases[0]["id"], ["/svc/web/h1"])]
+    assert c2.member_list() == {"r1": "voter", "r2": "voter", "r3": "voter"}
+    # History before the save is there too, and the revisions go on from it.
+    first = next(kv for kv in old["kvs"] if kv["key"] == "/conf/web/port")
+    assert c2.cli("get", "/conf/web/port", "--rev", first["create_revision"]).stdout == "8080\n"
+    assert "revision=%d" % (rev + 1) in c2.cli("put", "/after", "v").stdout
+    assert c.status("n1")["revision"] > rev  # the old cluster went on by itself
+    problems = c2.shutdown()
+    assert not problems, problems
+    r = run("check", r1.data_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_restore_refuses_bad_input_and_changes_nothing(cluster, tmp_path):
+    c = cluster.start(n=1)
+    c.m("n1").sh("echo v > k")
+    backup = tmp_path / "b.snap"
+    save = c.cli_json("snapshot", "save", backup)
+    good = backup.read_bytes()
+    target = tmp_path / "new"
+
+    def restore(f, *extra, data_dir=target):
+        return run("snapshot", "restore", f, "--data-dir", data_dir, "--name", "x", *extra)
+
+    # A damaged backup: a flipped byte, cut short, not a backup at all.
+    bad = tmp_path / "bad.snap"
+    for data, word in ((good[:60] + bytes([good[60] ^ 1]) + good[61:], "CRC"),
+                       (good[:len(good) // 2], "truncated"),
+                       (b"hello\n" * 20, "not a quorumfs snapshot")):
+        bad.write_bytes(data)
+        r = restore(bad)
+        assert r.returncode == 1
+        one_error_line(r, str(bad), word, "nothing restored")
+        assert not target.exists()
+    # A data dir that is not empty (a member's, here) is left alone.
+    m = c.m("n1")
+    before = fingerprint(m.data_dir)
+    r = restore(backup, data_dir=m.data_dir)
+    assert r.returncode == 1
+    one_error_line(r, "is not empty")
+    assert fingerprint(m.data_dir) == before
+    # Flags.
+    r = run("snapshot", "restore", backup, "--name", "x")
+    assert r.returncode == 2
+    one_error_line(r, "missing --data-dir")
+    r = run("snapshot", "restore", backup, "--data-dir", target)
+    assert r.returncode == 2
+    one_error_line(r, "missing --name")
+    r = restore(backup, "--initial-cluster", "a=127.0.0.1:1,b=127.0.0.1:2")
+    assert r.returncode == 1
+    one_error_line(r, "does not name this member (x)")
+    r = restore(backup, "--initial-cluster", "x=nowhere")
+    assert r.returncode == 1
+    one_error_line(r, "is not NAME=IP:PORT")
+    assert not target.exists()
+    # An empty dir is fine, and what it makes passes check.
+    target.mkdir()
+    r = restore(backup, "-w", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["revision"] == save["revision"]
+    rep = json.loads(run("check", target, "-w", "json").stdout)
+    assert rep["ok"] and rep["snapshot"]["members"][0]["name"] == "x"
+    assert rep["wal"]["hard_state"] == {"term": save["term"], "vote": None,
+                                        "commit": save["index"]}
+
+
+@pytest.mark.expect_errors
+def test_a_half_restored_data_dir_does_not_start(cluster, members, tmp_path):
+    """A crash between restore's snapshot and its WAL leaves a data dir that
+    check calls damaged and a member refuses, rather than one that starts
+    empty."""
+    c = cluster.start(n=1)
+    c.m("n1").sh("echo v > k")
+    backup = tmp_path / "b.snap"
+    c.cli("snapshot", "save", backup)
+    m = members.create("x")
+    assert run("snapshot", "restore", backup, "--data-dir", m.data_dir, "--name", "x") \
+        .returncode == 0
+    shutil.rmtree(m.data_dir / "wal")
+    r = run("check", m.data_dir)
+    assert r.returncode == 1 and "wal is missing" in r.stderr
+    m.spawn()
+    assert m.wait_exit() != 0
+    assert "do not fit together; refusing to start" in m.log_text()
