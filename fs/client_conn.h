@@ -60,7 +60,6 @@ struct client_port {
 	uv_loop_t *loop;
 	uv_tcp_t listener;
 	const struct qfs_stream_factory *streams;
-	struct stream_tls *tls; /* borrowed; NULL: plain TCP */
 	struct conn *conns;
 	unsigned nconns;    /* open, not closing */
 	unsigned handles;   /* open handles (listener and connections) */

@@ -2,9 +2,9 @@
  * The client port (see client_port.h): a libuv TCP listener on the member's
  * loop thread serving client_proto.h frames over streams (raft/stream.h:
  * plain TCP, or mutual TLS with --client-cert; the code here does not know
- * which, but for naming the user of a TLS connection). This file is its core: the
- * listener, connections, framing, dispatch, responses and the lifetime of
- * all of them. The requests are served by client_admin.c (STATUS, members),
+ * which: a TLS connection's user is its stream_peer_name()). This file is its
+ * core: the listener, connections, framing, dispatch, responses and the
+ * lifetime of all of them. The requests are served by client_admin.c (STATUS, members),
  * client_kv.c (GET, PUT, DEL), client_lease.c (leases), client_watch.c
  * (WATCH, which turns a connection into an event stream) and
  * client_snapshot.c (SNAPSHOT, answered in chunks); client_conn.h is what
@@ -375,7 +375,7 @@ static void name_user(struct conn *c)
 	char user[65], addr[64];
 
 	c->named = true;
-	if (!c->port->tls || stream_tls_peer_cn(c->port->tls, c->s, user, sizeof(user)) != 0)
+	if (stream_peer_name(c->s, user, sizeof(user)) != 0)
 		return;
 	snprintf(addr, sizeof(addr), "%.63s", c->name);
 	snprintf(c->name, sizeof(c->name), "%s@%s", user, addr);
@@ -483,7 +483,6 @@ int client_port_create(struct server *srv, const char *addr, struct stream_tls *
 	}
 	p->srv = srv;
 	p->loop = server_loop(srv);
-	p->tls = tls;
 	p->streams = tls ? stream_tls_factory(tls) : stream_tcp_factory();
 	p->refs = 1;
 	p->max_payload = (cfg->max_value_bytes ? cfg->max_value_bytes : CLIENT_PROTO_MAX_PAYLOAD) +

@@ -650,6 +650,15 @@ static int load_peer_tls(struct server *srv)
 	return stream_tls_create(&tls, &srv->peer_tls);
 }
 
+/* With peer TLS a member's certificate must name it: its CN is the --name
+ * its id is derived from (contrib/gen-certs.sh names certificates so), or
+ * any holder of a certificate from --peer-ca could speak as any member. */
+static bool peer_allowed(void *arg, uint64_t claimed_id, const char *cert_name)
+{
+	(void)arg;
+	return cert_name && server_name_id(cert_name) == claimed_id;
+}
+
 static int start_transport(struct server *srv)
 {
 	const struct config *cfg = srv->cfg;
@@ -660,6 +669,7 @@ static int start_transport(struct server *srv)
 	    .cb = {on_frame, on_peer_state, srv},
 	    .max_frame = cfg->max_value_bytes + (2u << 20),
 	    .streams = srv->peer_tls ? stream_tls_factory(srv->peer_tls) : NULL,
+	    .peer_allowed = srv->peer_tls ? peer_allowed : NULL,
 	};
 	int rv;
 

@@ -1,9 +1,9 @@
 /*
  * Byte streams for the peer transport: the few operations the transport
  * needs from a connection (read, write a buffer list, close, connect,
- * accept), behind a table of function pointers so that an OpenSSL stream can
- * replace plain TCP without touching transport.c or the Raft core
- * (stream_tcp.c, stream_tls.c).
+ * accept, who the other end proved to be), behind a table of function
+ * pointers so that an OpenSSL stream can replace plain TCP without touching
+ * transport.c or the Raft core (stream_tcp.c, stream_tls.c).
  *
  * Contract for every implementation:
  *
@@ -61,6 +61,13 @@ struct qfs_stream_ops {
 	void (*close)(struct qfs_stream *s, qfs_stream_close_cb cb, void *arg);
 	/* Remote address, for log lines. Returns 0 or QFS_EIO. */
 	int (*peer_addr)(struct qfs_stream *s, struct sockaddr_storage *out);
+	/* Who the other end proved to be, for identity checks: a TLS stream's
+	 * verified certificate CN, known once connected (accept: once the
+	 * first byte is delivered). Copied into buf with its NUL. Returns 0,
+	 * QFS_ENOENT (plain TCP, not verified yet, no CN or one with a NUL in
+	 * it) or QFS_ERANGE (longer than len - 1: never truncated, since a
+	 * prefix may be someone else's name). */
+	int (*peer_name)(struct qfs_stream *s, char *buf, size_t len);
 	/* The stream no longer keeps its loop running (uv_unref of all it
 	 * holds): for a server whose loop must end with clients connected. */
 	void (*unref)(struct qfs_stream *s);
@@ -112,6 +119,11 @@ static inline void stream_unref(struct qfs_stream *s)
 static inline int stream_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)
 {
 	return s->ops->peer_addr(s, out);
+}
+
+static inline int stream_peer_name(struct qfs_stream *s, char *buf, size_t len)
+{
+	return s->ops->peer_name(s, buf, len);
 }
 
 /* "IP:PORT" or "[IPV6]:PORT" of sa into buf ("?" for another family), for

@@ -158,6 +158,14 @@ static int tcp_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)
 	return uv_tcp_getpeername(&ts->tcp, (struct sockaddr *)out, &len) == 0 ? 0 : QFS_EIO;
 }
 
+static int tcp_peer_name(struct qfs_stream *s, char *buf, size_t len)
+{
+	(void)s;
+	(void)buf;
+	(void)len;
+	return QFS_ENOENT; /* plain TCP proves nothing about the other end */
+}
+
 static void tcp_unref(struct qfs_stream *s)
 {
 	uv_unref((uv_handle_t *)&((struct tcp_stream *)s)->tcp);
@@ -169,6 +177,7 @@ static const struct qfs_stream_ops tcp_ops = {
     .write = tcp_write,
     .close = tcp_close,
     .peer_addr = tcp_peer_addr,
+    .peer_name = tcp_peer_name,
     .unref = tcp_unref,
 };
 

@@ -261,7 +261,7 @@ static void on_open(struct tls_stream *ts)
 	char cn[128];
 
 	ts->state = TLS_OPEN;
-	if (stream_tls_peer_cn(ts->tls, &ts->base, cn, sizeof(cn)) != 0)
+	if (stream_peer_name(&ts->base, cn, sizeof(cn)) != 0)
 		snprintf(cn, sizeof(cn), "?");
 	LOG_DEBUG("%s tls: %s %s, %s, CN=%s", ts->tls->label,
 		  ts->accepted ? "accepted" : "connected to", ts->name, SSL_get_version(ts->ssl),
@@ -511,6 +511,37 @@ static int tls_peer_addr(struct qfs_stream *s, struct sockaddr_storage *out)
 	return stream_peer_addr(ts->raw, out);
 }
 
+/* The CN of the verified peer certificate (stream.h: peer_name). */
+static int tls_peer_name(struct qfs_stream *s, char *buf, size_t len)
+{
+	struct tls_stream *ts = (struct tls_stream *)s;
+	X509_NAME *subject;
+	X509 *cert;
+	int n;
+
+	if (ts->state != TLS_OPEN || len == 0)
+		return QFS_ENOENT;
+	cert = SSL_get0_peer_certificate(ts->ssl);
+	if (!cert)
+		return QFS_ENOENT;
+	subject = X509_get_subject_name(cert);
+	/* The length first: OpenSSL would truncate silently. */
+	n = X509_NAME_get_text_by_NID(subject, NID_commonName, NULL, 0);
+	if (n > 0 && (size_t)n >= len) {
+		ERR_clear_error();
+		return QFS_ERANGE;
+	}
+	if (n > 0)
+		n = X509_NAME_get_text_by_NID(subject, NID_commonName, buf, (int)len);
+	ERR_clear_error();
+	if (n <= 0)
+		return QFS_ENOENT;
+	/* A CN with a NUL in it names nobody. */
+	if (strlen(buf) != (size_t)n)
+		return QFS_ENOENT;
+	return 0;
+}
+
 static void tls_unref(struct qfs_stream *s)
 {
 	struct tls_stream *ts = (struct tls_stream *)s;
@@ -525,6 +556,7 @@ static const struct qfs_stream_ops tls_ops = {
     .write = tls_write,
     .close = tls_close,
     .peer_addr = tls_peer_addr,
+    .peer_name = tls_peer_name,
     .unref = tls_unref,
 };
 
@@ -692,27 +724,6 @@ int stream_tls_create(const struct stream_tls_config *cfg, struct stream_tls **o
 const struct qfs_stream_factory *stream_tls_factory(struct stream_tls *t)
 {
 	return &t->factory;
-}
-
-int stream_tls_peer_cn(struct stream_tls *t, struct qfs_stream *s, char *buf, size_t len)
-{
-	struct tls_stream *ts = (struct tls_stream *)s;
-	X509 *cert;
-	int n;
-
-	if (s->ops != &tls_ops || ts->tls != t || ts->state != TLS_OPEN || len == 0)
-		return QFS_ENOENT;
-	cert = SSL_get0_peer_certificate(ts->ssl);
-	if (!cert)
-		return QFS_ENOENT;
-	n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, (int)len);
-	ERR_clear_error();
-	if (n <= 0)
-		return QFS_ENOENT;
-	/* A CN with a NUL in it names nobody. */
-	if ((size_t)n < len && strlen(buf) != (size_t)n)
-		return QFS_ENOENT;
-	return 0;
 }
 
 void stream_tls_destroy(struct stream_tls *t)

@@ -6,7 +6,9 @@
  * Both ends present a certificate and both verify the other's against the
  * CA file (TLS 1.2 at least; 1.3 when both ends have it). A connecting
  * stream also checks that the server's certificate names the IP address it
- * dialled (subjectAltName IP). A refused handshake is logged as one line
+ * dialled (subjectAltName IP). stream_peer_name() of a stream gives its
+ * verified certificate's CN: which member or user the other end is is for
+ * the stream's user to decide. A refused handshake is logged as one line
  * naming the remote address and OpenSSL's reason; the same refusal from the
  * same IP is logged again only after a minute (debug level meanwhile).
  *
@@ -51,13 +53,6 @@ int stream_tls_create(const struct stream_tls_config *cfg, struct stream_tls **o
 
 /* The factory to give a transport (ctx: t). Valid until stream_tls_destroy(). */
 const struct qfs_stream_factory *stream_tls_factory(struct stream_tls *t);
-
-/*
- * The common name of a TLS stream's verified peer certificate, copied into
- * buf (truncated to len - 1). Returns 0, or QFS_ENOENT when s is not a TLS
- * stream of t's, its handshake is not done or the certificate has no CN.
- */
-int stream_tls_peer_cn(struct stream_tls *t, struct qfs_stream *s, char *buf, size_t len);
 
 /* Frees t. Every stream it made must be closed (close callback run). */
 void stream_tls_destroy(struct stream_tls *t);

@@ -24,7 +24,10 @@
 #include "../common/log.h"
 #include "transport.h"
 
-#define ADDR_NAME_MAX 64 /* "[v6 address]:port" */
+#define ADDR_NAME_MAX 64  /* "[v6 address]:port" */
+#define PEER_NAME_MAX 128 /* a stream's proved name; a longer one proves nothing */
+#define REFUSAL_SLOTS 8
+#define REFUSAL_QUIET_MS 60000 /* a repeated identity refusal is logged again after this */
 
 struct frame {
 	struct frame *next;
@@ -89,6 +92,14 @@ struct transport {
 	unsigned handles; /* open handles; freed when 0 after closing */
 	void (*close_cb)(void *arg);
 	void *close_arg;
+	/* Identity refusals logged lately, so a peer retrying every few
+	 * seconds does not fill the log. */
+	struct {
+		uint64_t id, at;
+		bool inbound;
+		char name[PEER_NAME_MAX];
+	} refused[REFUSAL_SLOTS];
+	unsigned refused_next;
 };
 
 /* --- helpers --------------------------------------------------------- */
@@ -203,6 +214,75 @@ static void handle_closed(struct transport *t)
 	free(t);
 	if (cb)
 		cb(arg);
+}
+
+/* --- identity --------------------------------------------------------- */
+
+/* Whether this refusal was logged lately; notes it if not. */
+static bool refusal_seen(struct transport *t, uint64_t id, bool inbound, const char *name)
+{
+	uint64_t now = uv_now(t->loop);
+	unsigned i;
+
+	for (i = 0; i < REFUSAL_SLOTS; i++)
+		if (t->refused[i].at && now - t->refused[i].at < REFUSAL_QUIET_MS &&
+		    t->refused[i].id == id && t->refused[i].inbound == inbound &&
+		    strcmp(t->refused[i].name, name) == 0)
+			return true;
+	i = t->refused_next;
+	t->refused_next = (i + 1) % REFUSAL_SLOTS;
+	t->refused[i].id = id;
+	t->refused[i].at = now ? now : 1;
+	t->refused[i].inbound = inbound;
+	snprintf(t->refused[i].name, sizeof(t->refused[i].name), "%s", name);
+	return false;
+}
+
+/* The name a stream proved, quoted and safe to log (it came off the wire). */
+static void name_show(char *out, size_t len, int rv, const char *name)
+{
+	size_t n = 0;
+
+	if (rv == QFS_ERANGE) {
+		snprintf(out, len, "a CN over %d bytes", PEER_NAME_MAX - 1);
+		return;
+	}
+	if (rv) {
+		snprintf(out, len, "no CN");
+		return;
+	}
+	out[n++] = '"';
+	for (; *name && n + 2 < len; name++)
+		out[n++] = *name >= 0x20 && *name < 0x7f && *name != '"' ? *name : '?';
+	out[n++] = '"';
+	out[n] = 0;
+}
+
+/* Whether the other end of c may be member id (cfg.peer_allowed); a refusal
+ * is logged. */
+static bool identity_check(struct conn *c, uint64_t id)
+{
+	struct transport *t = c->t;
+	char name[PEER_NAME_MAX], shown[PEER_NAME_MAX + 16];
+	int rv;
+
+	if (!t->cfg.peer_allowed)
+		return true;
+	rv = stream_peer_name(c->s, name, sizeof(name));
+	if (t->cfg.peer_allowed(t->cfg.cb.arg, id, rv ? NULL : name))
+		return true;
+	name_show(shown, sizeof(shown), rv, name);
+	if (c->inbound)
+		qfs_log(refusal_seen(t, id, true, shown) ? QFS_LOG_DEBUG : QFS_LOG_WARN,
+			"transport: refused a connection from %s: it claims to be member "
+			"id=%016" PRIx64 " but its certificate has %s%s",
+			c->name, id, rv ? "" : "CN=", shown);
+	else
+		qfs_log(refusal_seen(t, id, false, shown) ? QFS_LOG_DEBUG : QFS_LOG_WARN,
+			"transport: refused to talk to member id=%016" PRIx64
+			" at %s: its certificate has %s%s",
+			id, c->name, rv ? "" : "CN=", shown);
+	return false;
 }
 
 /* --- connections ----------------------------------------------------- */
@@ -422,6 +502,8 @@ static void on_connected(struct qfs_stream *s, void *arg, int status)
 	}
 	if (stream_peer_addr(s, &ss) == 0)
 		stream_addr_name((const struct sockaddr *)&ss, c->name, sizeof(c->name));
+	if (!identity_check(c, p->id))
+		goto fail;
 	rv = stream_read_start(s, on_out_read, c);
 	if (!rv)
 		rv = send_handshake(c);
@@ -512,6 +594,10 @@ static void accept_handshake(struct conn *c, const uint8_t *p)
 	}
 	if (id == 0 || id == t->cfg.self_id) {
 		conn_reject(c, "handshake claims member id %" PRIu64, id);
+		return;
+	}
+	if (!identity_check(c, id)) {
+		conn_close(c);
 		return;
 	}
 	/* A member reconnects after a restart before we saw the old

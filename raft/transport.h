@@ -27,17 +27,21 @@
  * connection, logging one line, on: wrong magic or version, a length over
  * max_frame (checked before allocating; before the handshake only the
  * handshake's own size is allowed), bad CRC, a first frame that is not a
- * valid handshake, a wrong cluster id, or the sender claiming our own id.
- * Nothing else is affected.
+ * valid handshake, a wrong cluster id, the sender claiming our own id, or
+ * an id its stream does not prove (see Identity). Nothing else is affected.
  *
- * Identity: the sender id is taken on trust from the handshake frame. With
- * plain TCP anyone who can reach the port can claim an id; with TLS only a
- * holder of a certificate from the peer CA gets that far, but it may still
- * claim any member's id (the certificate's CN is not compared with it).
+ * Identity: the sender id comes from the handshake frame. With plain TCP it
+ * is taken on trust: anyone who can reach the port can claim any id. With
+ * TLS only a holder of a certificate from the peer CA gets that far, and
+ * the optional peer_allowed callback decides whether the name the stream
+ * proved (stream_peer_name(): the certificate's CN) may be the member it
+ * claims to be; the dialling side asks it too about the member it dialled.
+ * The transport knows nothing of how names and ids relate.
  */
 #ifndef QFS_TRANSPORT_H
 #define QFS_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -101,6 +105,18 @@ struct transport_config {
 	void *rand_arg;
 	/* Borrowed, must outlive the transport; NULL = stream_tcp_factory(). */
 	const struct qfs_stream_factory *streams;
+	/* Whether the other end of a connection may be member claimed_id (arg:
+	 * cb.arg). cert_name is the name its stream proved (stream_peer_name():
+	 * a TLS certificate's CN), NULL when it proved none. Asked about an
+	 * inbound connection once its handshake arrives, before any frame of it
+	 * is delivered and before it replaces an older connection from that
+	 * member; about an outbound one once connected, before anything is
+	 * sent on it. false closes the connection with a warning naming the
+	 * address, the member and the name (repeats of the same refusal within
+	 * a minute at debug level); an outbound link retries with backoff.
+	 * Runs on the loop, inside the transport: it must not call transport_*.
+	 * NULL: every claim is believed. */
+	bool (*peer_allowed)(void *arg, uint64_t claimed_id, const char *cert_name);
 };
 
 /*

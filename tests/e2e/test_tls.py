@@ -1,7 +1,8 @@
 """Mutual TLS (SPEC §6). Between members: a cluster whose members hold
 certificates from contrib/gen-certs.sh replicates and takes a learner; a
 process with a certificate from another CA, or none, is refused before any
-Raft message and the refusing member's log says why; a non-loopback
+Raft message and the refusing member's log says why; so is one whose
+certificate is from the cluster's CA but names another member; a non-loopback
 --listen-peer needs certificates or --insecure-plaintext (checked in a
 network namespace of its own, where 10.99.0.1 is a local address that is
 not loopback). On the client port: the CLI with --cacert/--cert/--key works
@@ -97,6 +98,58 @@ def test_tls_cluster_replicates_takes_a_learner_and_refuses_another_ca(cluster, 
     assert len(refusals) == 1, refusals
     assert write_file(c.m("n2").p("still-fine"), "y") is None
     c.stop("n5")
+
+
+def member_ids(c):
+    """{name: id as `member list` prints it (16 hex digits)}."""
+    return {m["name"]: m["id"] for m in c.cli_json("member", "list")}
+
+
+def test_member_certificate_must_name_the_member(cluster, tmp_path):
+    certs = gen_certs(tmp_path / "certs", "n1=127.0.0.1", "n2=127.0.0.2", "n3=127.0.0.3",
+                      "n5=127.0.0.5", "wrong=127.0.0.4")
+    c = cluster.start(extra={n: tls_flags(certs, n) for n in ("n1", "n2", "n3")})
+    assert write_file(c.m("n1").p("db-host"), "10.0.0.5\n") is None
+    ids = member_ids(c)
+    ours = ["n1", "n2", "n3"]
+    leader = c.wait_leader(ours)
+    term = c.status(leader)["term"]
+
+    # A process holding a good certificate from the cluster's CA (n5's)
+    # that calls itself n2: it claims n2's member id, and n1 refuses it
+    # before any of its Raft messages, naming address, claim and CN.
+    c.index["impostor"] = 5
+    imp = c.members.create("impostor", "--listen-peer", c.peer("impostor"), "--listen-client",
+                           c.client("impostor"), "--initial-cluster",
+                           f"n1={c.peer('n1')},n2={c.peer('impostor')}", *c.tuning,
+                           *tls_flags(certs, "n5"))
+    imp.name = "n2"  # its --name; its files stay under impostor/
+    c.ms["impostor"] = imp
+    imp.spawn()
+    line = wait_log(c.m("n1"), r"transport: refused a connection from 127\.0\.0\.5:")
+    assert f'it claims to be member id={ids["n2"]} but its certificate has CN="n5"' in line, line
+    time.sleep(1.5)  # its elections would run now, if its votes got through
+    assert c.wait_leader(ours) == leader and c.status(leader)["term"] == term
+    # The real n2 keeps its link to n1 (the impostor did not replace it).
+    assert write_file(c.m("n1").p("after"), "x") is None
+    assert wait_until(lambda: c.m("n2").p("after").exists(), 5)
+    refusals = [l for l in c.m("n1").warn_lines() if "127.0.0.5" in l]
+    assert len(refusals) == 1, refusals  # once, not once per retry
+    c.stop("impostor")
+
+    # A learner must be named in its certificate too: n4 joins holding
+    # the certificate of "wrong". It is added, but no member talks to it.
+    j = c.join("n4", 4, extra=tls_flags(certs, "wrong"))
+    n4 = member_ids(c)["n4"]
+    leader = c.wait_leader(ours)
+    line = wait_log(c.m(leader), r"transport: refused to talk to member id=" + n4)
+    assert f'at {c.peer("n4")}: its certificate has CN="wrong"' in line, line
+    wait_log(c.m(leader), r"refused a connection from 127\.0\.0\.4:\d+: it claims to be "
+             rf'member id={n4} but its certificate has CN="wrong"')
+    time.sleep(1)
+    st = c.status("n4")
+    assert st["leader"] == "" and st["applied_index"] == 0, st
+    c.cli("member", "remove", "n4")
 
 
 def test_plaintext_member_refused_by_tls_member(cluster, tmp_path):

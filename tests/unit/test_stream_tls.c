@@ -493,10 +493,13 @@ static void test_handshake_and_data(void **state)
 	assert_int_equal(p.c.connect_status, 0);
 	assert_int_equal(p.sv.accepted, 1);
 	sc = &p.sv.ends[0];
-	/* Both ends know who the other is. */
-	assert_int_equal(stream_tls_peer_cn(p.ct, p.c.s, cn, sizeof(cn)), 0);
+	/* Both ends know who the other is; a name that does not fit is not
+	 * cut to a prefix. */
+	assert_int_equal(stream_peer_name(p.c.s, cn, sizeof(cn)), 0);
 	assert_string_equal(cn, "a");
-	assert_int_equal(stream_tls_peer_cn(p.st, p.c.s, cn, sizeof(cn)), QFS_ENOENT);
+	assert_int_equal(stream_peer_name(p.c.s, cn, 1), QFS_ERANGE);
+	assert_int_equal(stream_peer_name(p.c.s, cn, 2), 0);
+	assert_string_equal(cn, "a");
 	end_read(&p.c);
 	assert_int_equal(end_write(&p.c, "ping", 4), 0);
 	assert_int_equal(end_write(&p.c, blob, big), 0);
@@ -504,7 +507,7 @@ static void test_handshake_and_data(void **state)
 	WAIT_FOR(sc->len == 4 + big, 5000);
 	assert_memory_equal(sc->got, "ping", 4);
 	assert_memory_equal(sc->got + 4, blob, big);
-	assert_int_equal(stream_tls_peer_cn(p.st, sc->s, cn, sizeof(cn)), 0);
+	assert_int_equal(stream_peer_name(sc->s, cn, sizeof(cn)), 0);
 	assert_string_equal(cn, "b");
 	WAIT_FOR(p.c.writes == 2, 2000);
 	assert_int_equal(p.c.write_status[0], 0);
@@ -566,12 +569,14 @@ static void test_plaintext_client_refused(void **state)
 	const char hello[] = "QFSP\x01\x00\x00\x00 plain transport bytes";
 	struct server sv;
 	struct end c;
+	char cn[16];
 
 	(void)state;
 	client_connect(&c, stream_tcp_factory(), "127.0.0.1",
 		       server_start(&sv, stream_tls_factory(ta)));
 	WAIT_FOR(c.connects == 1, 2000);
 	assert_int_equal(c.connect_status, 0);
+	assert_int_equal(stream_peer_name(c.s, cn, sizeof(cn)), QFS_ENOENT);
 	end_read(&c);
 	assert_int_equal(end_write(&c, hello, sizeof(hello)), 0);
 	WAIT_FOR(sv.ends[0].read_err == QFS_EIO, 2000);
@@ -589,12 +594,15 @@ static void test_plaintext_client_refused(void **state)
 static void test_write_before_handshake(void **state)
 {
 	struct pair p;
+	char cn[16];
 
 	(void)state;
 	pair_open(&p, "a", "ca.crt", "b", "ca.crt");
 	p.sv.write_at_once = "hello, ";
 	WAIT_FOR(p.sv.accepted == 1, 2000);
-	/* Accepted; the handshake cannot have run yet (no loop turn). */
+	/* Accepted; the handshake cannot have run yet (no loop turn), so
+	 * the other end has proved nothing. */
+	assert_int_equal(stream_peer_name(p.sv.ends[0].s, cn, sizeof(cn)), QFS_ENOENT);
 	assert_int_equal(end_write(&p.sv.ends[0], "member", 6), 0);
 	assert_int_equal(p.sv.ends[0].writes, 0);
 	WAIT_FOR(p.c.connects == 1, 2000);
@@ -718,6 +726,7 @@ struct node {
 	int port, closed, connected;
 	size_t frames;
 	uint64_t last_from;
+	int asked; /* peer_allowed calls */
 };
 
 static void node_on_frame(void *arg, uint64_t from, uint8_t type, const uint8_t *p, size_t len)
@@ -740,7 +749,18 @@ static void node_on_state(void *arg, uint64_t peer, enum transport_peer_state st
 		n->connected++;
 }
 
-static void node_start(struct node *n, uint64_t id, struct stream_tls *t)
+/* The identity rule of the test cluster: member 1 is "a", member 2 is "b". */
+static bool node_allowed(void *arg, uint64_t id, const char *cert_name)
+{
+	struct node *n = arg;
+
+	n->asked++;
+	return cert_name && ((id == 1 && strcmp(cert_name, "a") == 0) ||
+			     (id == 2 && strcmp(cert_name, "b") == 0));
+}
+
+/* With check: the transport asks node_allowed() about every link. */
+static void node_start_checked(struct node *n, uint64_t id, struct stream_tls *t, bool check)
 {
 	struct transport_config cfg = {
 	    .self_id = id,
@@ -748,11 +768,17 @@ static void node_start(struct node *n, uint64_t id, struct stream_tls *t)
 	    .listen_addr = "127.0.0.1:0",
 	    .cb = {node_on_frame, node_on_state, n},
 	    .streams = stream_tls_factory(t),
+	    .peer_allowed = check ? node_allowed : NULL,
 	};
 
 	memset(n, 0, sizeof(*n));
 	assert_int_equal(transport_create(&loop, &cfg, &n->t), 0);
 	n->port = transport_listen_port(n->t);
+}
+
+static void node_start(struct node *n, uint64_t id, struct stream_tls *t)
+{
+	node_start_checked(n, id, t, false);
 }
 
 static void on_node_closed(void *arg)
@@ -812,6 +838,59 @@ static void test_transport_over_tls(void **state)
 	stream_tls_destroy(tx);
 }
 
+/* A certificate from the CA proves membership, not which member: with
+ * peer_allowed, a peer claiming an id its certificate does not name is
+ * refused both ways, and the real member's link is not disturbed. */
+static void test_transport_identity(void **state)
+{
+	struct stream_tls *ta = tls_make("a", "ca.crt"), *tb = tls_make("b", "ca.crt");
+	struct node a, b, m, a2;
+	size_t before;
+
+	(void)state;
+	node_start_checked(&a, 1, ta, true);
+	node_start_checked(&b, 2, tb, true);
+	node_add(&a, 2, &b);
+	node_add(&b, 1, &a);
+	WAIT_FOR(a.connected && b.connected, 2000);
+	assert_int_equal(transport_send(b.t, 1, 1, "from b", 6), 0);
+	WAIT_FOR(a.frames == 1, 2000);
+	assert_true(a.asked >= 2 && b.asked >= 2); /* each side: inbound and outbound */
+
+	/* m holds a's certificate (a valid one from the CA) and claims to be
+	 * member 2: a refuses it before delivering anything. */
+	node_start(&m, 2, ta);
+	node_add(&m, 1, &a);
+	for (int i = 0; i < 20; i++)
+		transport_send(m.t, 1, 1, "vote for me", 11);
+	run_for(300);
+	assert_int_equal(a.frames, 1);
+	assert_true(m.connected >= 1); /* its side comes up; a drops what it sends */
+	/* b's own link to a was not replaced by the impostor's. */
+	assert_int_equal(transport_send(b.t, 1, 1, "still b", 7), 0);
+	WAIT_FOR(a.frames == 2, 2000);
+	assert_int_equal(a.last_from, 2);
+
+	/* Dialling: a2 (member 1) is told member 2 is at m's address, where
+	 * a's certificate answers: it never counts the link as up nor sends. */
+	node_start_checked(&a2, 1, ta, true);
+	node_add(&a2, 2, &m);
+	before = m.frames;
+	for (int i = 0; i < 5; i++)
+		transport_send(a2.t, 2, 1, "append", 6);
+	run_for(300);
+	assert_int_equal(a2.connected, 0);
+	assert_true(a2.asked >= 1);
+	assert_int_equal(m.frames, before);
+	assert_true(transport_queued(a2.t, 2) > 0);
+	node_stop(&a2);
+	node_stop(&m);
+	node_stop(&a);
+	node_stop(&b);
+	stream_tls_destroy(ta);
+	stream_tls_destroy(tb);
+}
+
 int main(void)
 {
 	/* Refusals log a warning each; that is expected here. */
@@ -827,6 +906,7 @@ int main(void)
 	    T(test_close_during_handshake),
 	    T(test_close_from_callback),
 	    T(test_transport_over_tls),
+	    T(test_transport_identity),
 #undef T
 	};
 
