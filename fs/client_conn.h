@@ -52,6 +52,8 @@ struct conn {
 	int refs;	     /* the handle, plus one per request waiting on the server */
 	struct watch *watch; /* after a WATCH request: the stream's state */
 	bool named;	     /* name has the certificate's user (TLS) */
+	bool served;	     /* answered a request: past its first deadline */
+	uint64_t idle_since; /* loop ms: accepted, or its last answer written */
 	char name[CONN_NAME_MAX]; /* "ADDR", with TLS "USER@ADDR" */
 };
 
@@ -59,6 +61,8 @@ struct client_port {
 	struct server *srv;
 	uv_loop_t *loop;
 	uv_tcp_t listener;
+	uv_timer_t sweep; /* closes connections past their deadline */
+	uint64_t idle_ms; /* between requests (IDLE_MS in client_port.c) */
 	const struct qfs_stream_factory *streams;
 	struct conn *conns;
 	unsigned nconns;    /* open, not closing */

@@ -32,6 +32,30 @@
 #define READ_CHUNK (64u << 10)
 #define IDLE_BUFFER_MAX (256u << 10) /* keep at most this much between frames */
 
+/*
+ * Deadlines for a connection without a request in hand (a WATCH stream is
+ * never in that state: it is busy for good and has its own flow control).
+ * Without them a client that connects and sends nothing, or never finishes
+ * its TLS handshake, holds one of CLIENT_PORT_MAX_CONNS slots for good.
+ *
+ * HELLO_MS: from accepting to a request header, TLS handshake included. The
+ * CLI writes its request as soon as it is connected, so 10 s is ample for
+ * a slow link or a loaded member, and a silent or half-open connection
+ * gives its slot back soon.
+ *
+ * IDLE_MS: from the previous answer (or, once a header is in, from
+ * accepting) to a whole request: 5 minutes. The CLI opens a connection per
+ * request, so this only bounds clients that keep one open between
+ * requests, and the time a request's body may take: a 64 MiB value (the
+ * largest --max-value-bytes) needs under 2 Mbit/s. Abandoned connections
+ * still go long before the kernel would notice them.
+ */
+#define HELLO_MS 10000
+#define IDLE_MS (5 * 60 * 1000)
+#define SWEEP_MS 1000 /* how often deadlines are checked: their resolution */
+/* Tests only, undocumented: a shorter IDLE_MS, to watch it expire. */
+#define IDLE_MS_ENV "QFS_TEST_CLIENT_IDLE_MS"
+
 /* ---- lifetime ---------------------------------------------------------------- */
 
 static void port_unref(struct client_port *p)
@@ -125,6 +149,8 @@ static void on_write(struct qfs_stream *s, void *arg, int status)
 		return;
 	}
 	c->busy = false;
+	c->served = true;
+	c->idle_since = uv_now(c->port->loop);
 	process(c);
 }
 
@@ -447,6 +473,7 @@ static void on_connection(uv_stream_t *server, int status)
 	if (p->conns)
 		p->conns->prev = c;
 	p->conns = c;
+	c->idle_since = uv_now(p->loop);
 	snprintf(c->name, sizeof(c->name), "?");
 	if (stream_peer_addr(s, &ss) == 0)
 		stream_addr_name((const struct sockaddr *)&ss, c->name, sizeof(c->name));
@@ -458,6 +485,42 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	update_reading(c);
+}
+
+/* Closes connections past their deadline (see HELLO_MS and IDLE_MS). */
+static void on_sweep(uv_timer_t *h)
+{
+	struct client_port *p = h->data;
+	uint64_t now = uv_now(p->loop);
+
+	for (struct conn *c = p->conns; c; c = c->next) {
+		bool hello = !c->served && !c->have_hdr;
+		uint64_t limit = hello ? HELLO_MS : p->idle_ms;
+
+		if (c->closing || c->busy || c->watch || now - c->idle_since < limit)
+			continue;
+		if (hello)
+			LOG_DEBUG("client port: closing connection from %s: no request within "
+				  "%" PRIu64 " ms of connecting",
+				  c->name, limit);
+		else
+			LOG_DEBUG("client port: closing connection from %s: no whole request "
+				  "for %" PRIu64 " ms",
+				  c->name, limit);
+		conn_close(c); /* unlinked only once closed: c->next stays valid */
+	}
+}
+
+static uint64_t idle_ms(void)
+{
+	const char *v = getenv(IDLE_MS_ENV);
+	char *end;
+	unsigned long long ms;
+
+	if (!v || !*v)
+		return IDLE_MS;
+	ms = strtoull(v, &end, 10);
+	return *end || ms == 0 ? IDLE_MS : ms;
 }
 
 /* ---- the port ------------------------------------------------------------------ */
@@ -499,6 +562,11 @@ int client_port_create(struct server *srv, const char *addr, struct stream_tls *
 	p->listener.data = p;
 	p->handles = 1;
 	uv_unref((uv_handle_t *)&p->listener);
+	p->idle_ms = idle_ms();
+	uv_timer_init(p->loop, &p->sweep);
+	p->sweep.data = p;
+	p->handles++;
+	uv_unref((uv_handle_t *)&p->sweep);
 	rv = uv_tcp_bind(&p->listener, (struct sockaddr *)&ss, 0);
 	if (!rv)
 		rv = uv_listen((uv_stream_t *)&p->listener, 128, on_connection);
@@ -511,6 +579,7 @@ int client_port_create(struct server *srv, const char *addr, struct stream_tls *
 	}
 	p->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						 : ((struct sockaddr_in *)&ss)->sin_port);
+	uv_timer_start(&p->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
 	if (server_add_revision_listener(srv, client_watch_on_revision, p) == 0)
 		p->listening = true;
 	else
@@ -525,7 +594,7 @@ int client_port_number(const struct client_port *p)
 	return p->port;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
 	struct client_port *p = h->data;
 
@@ -540,7 +609,8 @@ void client_port_close(struct client_port *p)
 	if (p->listening)
 		server_remove_revision_listener(p->srv, client_watch_on_revision, p);
 	p->listening = false;
-	uv_close((uv_handle_t *)&p->listener, on_listener_closed);
+	uv_close((uv_handle_t *)&p->listener, on_handle_closed);
+	uv_close((uv_handle_t *)&p->sweep, on_handle_closed);
 	for (struct conn *c = p->conns; c; c = c->next)
 		conn_close(c);
 	/* Close callbacks (and cancelled writes) run in the next iteration;
