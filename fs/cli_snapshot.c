@@ -66,11 +66,10 @@ static enum save_end receive(struct save *s, struct client_conn *conn, struct sn
 		if (client_recv(conn, CLIENT_REQ_SNAPSHOT, client_now_ms() + timeout, &a, s->err) != 0)
 			return *w ? SAVE_FAILED : SAVE_ELSEWHERE;
 		if (a.resp.status) {
-			enum save_end end = client_ask_elsewhere(a.resp.status) ||
-						    a.resp.status == QFS_EBUSY ||
-						    a.resp.status == QFS_EAGAIN
-						? SAVE_ELSEWHERE
-						: SAVE_FAILED;
+			enum save_end end =
+			    client_ask_elsewhere(a.resp.status) || a.resp.status == QFS_EBUSY
+				? SAVE_ELSEWHERE
+				: SAVE_FAILED;
 
 			snprintf(s->err, sizeof(s->err), "%s: %s", s->ep, a.resp.msg);
 			client_answer_free(&a);

@@ -414,7 +414,7 @@ static bool repeatable(uint8_t type)
 /* Worth asking another member: this one cannot do it now. */
 bool client_ask_elsewhere(int status)
 {
-	return status == QFS_ENOTLEADER || status == QFS_ESHUTDOWN;
+	return status == QFS_ENOTLEADER || status == QFS_ESHUTDOWN || status == QFS_EAGAIN;
 }
 
 /*

@@ -54,7 +54,8 @@ uint64_t client_now_ms(void);
 int client_request(const struct client_endpoints *e, const struct client_req *r, const char *only,
 		   struct client_answer *a, char *err);
 
-/* Worth asking another member: this one cannot do it now. */
+/* Worth asking another member: this one cannot do it now (not the leader,
+ * stopping, or QFS_EAGAIN: e.g. full, or installing a snapshot). */
 bool client_ask_elsewhere(int status);
 
 /* ---- streams (WATCH) --------------------------------------------------------

@@ -53,6 +53,7 @@ struct conn {
 	struct watch *watch; /* after a WATCH request: the stream's state */
 	bool named;	     /* name has the certificate's user (TLS) */
 	bool served;	     /* answered a request: past its first deadline */
+	bool refused;	     /* over the limit: told so at its request, then closed */
 	uint64_t idle_since; /* loop ms: accepted, or its last answer written */
 	char name[CONN_NAME_MAX]; /* "ADDR", with TLS "USER@ADDR" */
 };
@@ -65,7 +66,8 @@ struct client_port {
 	uint64_t idle_ms; /* between requests (IDLE_MS in client_port.c) */
 	const struct qfs_stream_factory *streams;
 	struct conn *conns;
-	unsigned nconns;    /* open, not closing */
+	unsigned nconns;    /* open, not closing, not refused */
+	unsigned nrefused;  /* open, not closing, refused (c->refused) */
 	unsigned handles;   /* open handles (listener and connections) */
 	int refs;	    /* the owner, plus one per connection not yet freed */
 	size_t max_payload; /* a request's bound */

@@ -50,6 +50,12 @@
  * largest --max-value-bytes) needs under 2 Mbit/s. Abandoned connections
  * still go long before the kernel would notice them.
  */
+/* Over CLIENT_PORT_MAX_CONNS, this many connections at a time have their
+ * request answered that the member is full (each buffers one request and
+ * waits at most HELLO_MS for it, like any other); more are closed at once. */
+#define FULL_ANSWERS_MAX 16
+#define FULL_MSG "too many client connections to this member; ask another or try again later"
+
 #define HELLO_MS 10000
 #define IDLE_MS (5 * 60 * 1000)
 #define SWEEP_MS 1000 /* how often deadlines are checked: their resolution */
@@ -97,7 +103,10 @@ void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	c->port->nconns--;
+	if (c->refused)
+		c->port->nrefused--;
+	else
+		c->port->nconns--;
 	stream_close(c->s, on_conn_closed, c);
 }
 
@@ -146,6 +155,10 @@ static void on_write(struct qfs_stream *s, void *arg, int status)
 	if (status < 0) {
 		LOG_DEBUG("client port: write to %s failed: %s", c->name, qfs_strerror(status));
 		conn_close(c);
+		return;
+	}
+	if (c->refused) {
+		conn_close(c); /* it was told the member is full */
 		return;
 	}
 	c->busy = false;
@@ -228,6 +241,12 @@ void conn_respond_bad_key(struct conn *c, uint8_t type, int err)
 
 static void handle(struct conn *c, const struct client_req *r)
 {
+	if (c->refused) {
+		/* An answer rather than a reset, which would leave a write
+		 * "maybe applied" and hide why. */
+		conn_respond_err_msg(c, r->type, QFS_EAGAIN, FULL_MSG);
+		return;
+	}
 	switch (r->type) {
 	case CLIENT_REQ_STATUS:
 		client_admin_status(c);
@@ -442,6 +461,7 @@ static void on_connection(uv_stream_t *server, int status)
 	struct sockaddr_storage ss;
 	struct qfs_stream *s;
 	struct conn *c;
+	bool full;
 	int rv;
 
 	if (status < 0) {
@@ -468,7 +488,13 @@ static void on_connection(uv_stream_t *server, int status)
 	qbuf_init(&c->out);
 	p->refs++;
 	p->handles++;
-	p->nconns++;
+	full = p->nconns >= CLIENT_PORT_MAX_CONNS;
+	if (full) {
+		c->refused = true;
+		p->nrefused++;
+	} else {
+		p->nconns++;
+	}
 	c->next = p->conns;
 	if (p->conns)
 		p->conns->prev = c;
@@ -477,13 +503,16 @@ static void on_connection(uv_stream_t *server, int status)
 	snprintf(c->name, sizeof(c->name), "?");
 	if (stream_peer_addr(s, &ss) == 0)
 		stream_addr_name((const struct sockaddr *)&ss, c->name, sizeof(c->name));
-	if (p->closing || p->nconns > CLIENT_PORT_MAX_CONNS) {
+	if (p->closing || p->nrefused > FULL_ANSWERS_MAX) {
 		if (!p->closing)
 			LOG_WARN("client port: refusing %s: %u connections open", c->name,
-				 p->nconns - 1);
+				 p->nconns + p->nrefused - 1);
 		conn_close(c);
 		return;
 	}
+	if (full)
+		LOG_WARN("client port: %s will be told this member is full: %u connections open",
+			 c->name, p->nconns);
 	update_reading(c);
 }
 

@@ -18,11 +18,12 @@
 
 struct client_port;
 
-/* Most connections served at once; more are accepted and closed at once.
- * A connection holds its slot only while it is in use: without a request
- * header 10 s after connecting (TLS handshake included), or without a whole
- * request 5 minutes after its last answer, it is closed (a WATCH stream
- * never is; see HELLO_MS and IDLE_MS in client_port.c). */
+/* Most connections served at once. A few more are answered that the member
+ * is full (QFS_EAGAIN) when their request arrives, then closed; past those,
+ * closed at once. A connection holds its slot only while it is in use:
+ * without a request header 10 s after connecting (TLS handshake included),
+ * or without a whole request 5 minutes after its last answer, it is closed
+ * (a WATCH stream never is; see HELLO_MS and IDLE_MS in client_port.c). */
 #define CLIENT_PORT_MAX_CONNS 256
 
 /*

@@ -4,7 +4,9 @@ TLS handshake, half a header) is closed and its slot freed; one that has
 been answered may wait between requests (5 minutes; shortened here through
 the tests-only QFS_TEST_CLIENT_IDLE_MS to watch it expire), and a half-sent
 request is closed on that deadline too; a WATCH stream is never cut by it.
-Each closing is logged at debug level."""
+Each closing is logged at debug level. A port with all 256 slots taken
+answers a new connection's request that it is full, and the CLI moves on to
+its next endpoint."""
 import re
 import socket
 import ssl
@@ -15,7 +17,7 @@ import time
 import zlib
 
 from cluster import free_base
-from qfs import QUORUMFS, REPO, write_file
+from qfs import QUORUMFS, REPO, wait_until, write_file
 
 MAGIC = 0x43534651  # "QFSC"
 STATUS, GET = 1, 7
@@ -180,3 +182,35 @@ def test_idle_deadline_between_requests_spares_watches(members, monkeypatch):
         log[-3000:]
     idle.close()
     body.close()
+
+
+
+def cli(*args, check=False):
+    return subprocess.run([str(QUORUMFS), *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30, check=check)
+
+
+def test_a_full_port_answers_that_it_is_full(members):
+    m = start(members)
+    other = start(members, name="n2")
+    cli("put", "/where", "n2", "--endpoints", other.ep, check=True)
+    held = [connect(m) for _ in range(256)]  # every slot, for HELLO_S
+    try:
+        # Told why, before anything is done: not a reset that leaves a
+        # write "maybe applied".
+        r = cli("put", "/x", "1", "--endpoints", m.ep)
+        assert r.returncode == 1, r
+        assert "too many client connections to this member" in r.stderr, r.stderr
+        assert "may or may not" not in r.stderr, r.stderr
+        # With more endpoints, the CLI asks the next one.
+        r = cli("get", "/where", "--endpoints", f"{m.ep},{other.ep}")
+        assert r.returncode == 0 and r.stdout == "n2", r
+        # A slot given back is used again.
+        held.pop().close()
+        assert wait_until(lambda: cli("put", "/x", "1", "--endpoints", m.ep).returncode == 0, 5)
+    finally:
+        for s in held:
+            s.close()
+    assert cli("get", "/x", "--endpoints", m.ep).stdout == "1"
+    assert any(re.search(r"client port: 127\.0\.0\.1:\d+ will be told this member is full: "
+                         r"256 connections open", l) for l in m.warn_lines()), m.log_text()[-3000:]
