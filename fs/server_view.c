@@ -143,10 +143,11 @@ void server_status(struct server *srv, struct server_status *st)
 	server_unlock(srv);
 }
 
-static void fill_member(const struct view *v, const struct book *b, const struct raft_member *m,
-			struct server_member *out)
+static void fill_member(struct server *srv, const struct raft_member *m, struct server_member *out)
 {
-	const struct book_entry *e = book_find(b, m->id);
+	const struct view *v = &srv->view;
+	const struct book_entry *e = book_find(&srv->book_view, m->id);
+	const struct config *cfg = srv->cfg;
 	const struct view_peer *p;
 
 	memset(out, 0, sizeof(*out));
@@ -161,6 +162,12 @@ static void fill_member(const struct view *v, const struct book *b, const struct
 		snprintf(out->name, sizeof(out->name), "%s", e->name);
 		snprintf(out->peer_addr, sizeof(out->peer_addr), "%s", e->peer);
 		snprintf(out->client_addr, sizeof(out->client_addr), "%s", e->client);
+	} else if (m->id == srv->member_id) { /* a new member knows itself before the book does */
+		snprintf(out->name, sizeof(out->name), "%s", cfg->name);
+		snprintf(out->peer_addr, sizeof(out->peer_addr), "%s",
+			 cfg->listen_peer ? cfg->listen_peer : "");
+		snprintf(out->client_addr, sizeof(out->client_addr), "%s",
+			 cfg->listen_client ? cfg->listen_client : "");
 	}
 }
 
@@ -176,7 +183,7 @@ size_t server_members(struct server *srv, struct server_member *out, size_t max)
 
 	pthread_mutex_lock(&srv->mu);
 	for (uint32_t i = 0; i < srv->view.members.n && n < max; i++)
-		fill_member(&srv->view, &srv->book_view, &srv->view.members.m[i], &out[n++]);
+		fill_member(srv, &srv->view.members.m[i], &out[n++]);
 	pthread_mutex_unlock(&srv->mu);
 	qsort(out, n, sizeof(*out), by_name);
 	return n;
@@ -199,7 +206,7 @@ int server_leader(struct server *srv, struct server_member *out)
 	pthread_mutex_lock(&srv->mu);
 	for (uint32_t i = 0; i < srv->view.members.n; i++) {
 		if (srv->view.members.m[i].id == srv->view.leader && srv->view.leader) {
-			fill_member(&srv->view, &srv->book_view, &srv->view.members.m[i], out);
+			fill_member(srv, &srv->view.members.m[i], out);
 			rv = 0;
 		}
 	}
