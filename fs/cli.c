@@ -3,7 +3,8 @@
  * command shares (error lines, a request with its error handling, JSON
  * output, key checks), then the command table, flag parsing, usage text and
  * cli_main(). The commands themselves are in cli_status.c, cli_member.c,
- * cli_kv.c, cli_watch.c and cli_lease.c; cli_impl.h is what they share.
+ * cli_kv.c, cli_txn.c, cli_compact.c, cli_watch.c, cli_lease.c and the
+ * offline ones; cli_impl.h is what they share.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/errors.h"
 #include "../store/store.h"
@@ -64,6 +66,44 @@ int cli_key_check(const struct cli *c, const char *key)
 	if (key[0] != '/')
 		return cli_fail(c, "keys are absolute paths (/%s)", key);
 	return 0;
+}
+
+int cli_stdin_read(const struct cli *c, uint8_t **out, size_t *len)
+{
+	size_t cap = 64 << 10, n = 0;
+	uint8_t *buf = malloc(cap);
+
+	while (buf) {
+		ssize_t got;
+
+		if (n == cap) {
+			uint8_t *grown;
+
+			if (cap > CLIENT_PROTO_MAX_PAYLOAD) {
+				free(buf);
+				return cli_fail(c, "%s", qfs_strerror(QFS_EFBIG));
+			}
+			grown = realloc(buf, cap * 2);
+			if (!grown)
+				break;
+			buf = grown;
+			cap *= 2;
+		}
+		got = read(0, buf + n, cap - n);
+		if (got == 0) {
+			*out = buf;
+			*len = n;
+			return 0;
+		}
+		if (got < 0 && errno != EINTR) {
+			free(buf);
+			return cli_fail(c, "reading stdin: %s", strerror(errno));
+		}
+		if (got > 0)
+			n += (size_t)got;
+	}
+	free(buf);
+	return cli_fail(c, "out of memory reading stdin");
 }
 
 /* ---- output helpers ---------------------------------------------------------------- */
@@ -165,6 +205,11 @@ static const struct command commands[] = {
      "set a value, creating parent dirs; VALUE - reads stdin", cli_kv_write_run},
     {"del", NULL, 1, FL_PREFIX, "KEY", "delete a key; --prefix: and everything under it",
      cli_kv_write_run},
+    {"txn", NULL, 0, 0, "",
+     "compare-and-swap: compares, then one of two lists of puts and dels (stdin), atomically",
+     cli_txn_run},
+    {"compact", NULL, 1, 0, "REV", "drop the history before revision REV on every member",
+     cli_compact_run},
     {"watch", NULL, 1, FL_PREFIX | FL_START, "KEY",
      "print changes to KEY (--prefix: and under it) as they happen, or from --rev N",
      cli_watch_run},
@@ -235,6 +280,10 @@ static void usage_command(const struct command *cmd)
 		printf("%s\n", cli_restore_details);
 	if (cmd->run == cli_check_run)
 		printf("%s\n", cli_check_details);
+	if (cmd->run == cli_txn_run)
+		printf("%s\n", cli_txn_details);
+	if (cmd->run == cli_compact_run)
+		printf("%s\n", cli_compact_details);
 	printf("flags:\n");
 	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++)
 		if (cmd->flags & flag_help[i].flag)

@@ -8,6 +8,8 @@
  *   cli_member.c  member list/add/remove/promote, leader transfer, and the
  *                 serve --join requests of cli.h;
  *   cli_kv.c      get, put, del;
+ *   cli_txn.c     txn (the text it reads is parsed by txn_text.c);
+ *   cli_compact.c compact;
  *   cli_watch.c   watch;
  *   cli_lease.c   lease grant/keepalive/revoke/list and the TTL and lease
  *                 id syntax (also used by put --ttl/--lease);
@@ -97,6 +99,10 @@ int cli_ask(const struct cli *c, const struct client_req *r, struct client_answe
 /* 0 if key is absolute, else prints why not and returns 1. */
 int cli_key_check(const struct cli *c, const char *key);
 
+/* The whole of stdin into *out (the caller frees it), refusing more than
+ * any member could take: 0, or 1 with the error printed. */
+int cli_stdin_read(const struct cli *c, uint8_t **out, size_t *len);
+
 /* ---- cli.c: output ---- */
 
 /* s as a quoted JSON string on stdout. */
@@ -155,6 +161,8 @@ int cli_member_list_run(struct cli *c);
 int cli_member_change_run(struct cli *c); /* member add/remove/promote, leader transfer */
 int cli_kv_get_run(struct cli *c);
 int cli_kv_write_run(struct cli *c); /* put and del */
+int cli_txn_run(struct cli *c);
+int cli_compact_run(struct cli *c);
 int cli_watch_run(struct cli *c);
 int cli_lease_grant_run(struct cli *c);
 int cli_lease_keepalive_run(struct cli *c);
@@ -171,5 +179,7 @@ extern const char cli_lease_keepalive_details[];
 extern const char cli_snapshot_save_details[];
 extern const char cli_restore_details[];
 extern const char cli_check_details[];
+extern const char cli_txn_details[];
+extern const char cli_compact_details[];
 
 #endif

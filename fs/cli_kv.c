@@ -3,12 +3,10 @@
  * pages through it at one revision). put takes its value from the command
  * line or, given "-", from stdin; --ttl/--lease attach the key to a lease.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/errors.h"
 #include "../store/store.h"
@@ -83,45 +81,6 @@ int cli_kv_get_run(struct cli *c)
 	return 0;
 }
 
-/* The whole of stdin, refusing more than any member could take. */
-static int read_stdin(const struct cli *c, uint8_t **out, size_t *len)
-{
-	size_t cap = 64 << 10, n = 0;
-	uint8_t *buf = malloc(cap);
-
-	while (buf) {
-		ssize_t got;
-
-		if (n == cap) {
-			uint8_t *grown;
-
-			if (cap > CLIENT_PROTO_MAX_PAYLOAD) {
-				free(buf);
-				return cli_fail(c, "%s", qfs_strerror(QFS_EFBIG));
-			}
-			grown = realloc(buf, cap * 2);
-			if (!grown)
-				break;
-			buf = grown;
-			cap *= 2;
-		}
-		got = read(0, buf + n, cap - n);
-		if (got == 0) {
-			*out = buf;
-			*len = n;
-			return 0;
-		}
-		if (got < 0 && errno != EINTR) {
-			free(buf);
-			return cli_fail(c, "reading stdin: %s", strerror(errno));
-		}
-		if (got > 0)
-			n += (size_t)got;
-	}
-	free(buf);
-	return cli_fail(c, "out of memory reading stdin");
-}
-
 int cli_kv_write_run(struct cli *c)
 {
 	bool put = strcmp(c->cmd->name, "put") == 0;
@@ -139,7 +98,7 @@ int cli_kv_write_run(struct cli *c)
 	if (cli_key_check(c, r.key))
 		return 1;
 	if (put && strcmp(c->args[1], "-") == 0) {
-		if (read_stdin(c, &stdin_value, &r.value_len))
+		if (cli_stdin_read(c, &stdin_value, &r.value_len))
 			return 1;
 		r.value = stdin_value;
 	} else if (put) {

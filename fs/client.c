@@ -438,7 +438,8 @@ int client_request(const struct client_endpoints *e, const struct client_req *r,
 			 (r->type == CLIENT_REQ_PUT || r->type == CLIENT_REQ_PUT_LEASE) &&
 				 strlen(r->key) <= CLIENT_PROTO_KEY_MAX
 			     ? qfs_strerror(QFS_EFBIG)
-			     : "argument too long for the protocol");
+			 : r->type == CLIENT_REQ_TXN ? "transaction too large for the protocol"
+						     : "argument too long for the protocol");
 		goto out;
 	}
 	snprintf(err, CLIENT_ERR_MAX, "no endpoint to ask");

@@ -7,6 +7,8 @@
  *   client_admin.c  STATUS, MEMBER_LIST, MEMBER_ADD/REMOVE/PROMOTE,
  *                   LEADER_TRANSFER
  *   client_kv.c     GET, PUT, DEL
+ *   client_txn.c    TXN: compares and requests, one transaction
+ *   client_compact.c  COMPACT: history dropped through the log
  *   client_lease.c  LEASE_GRANT/RENEW/REVOKE/LIST, PUT_LEASE
  *   client_watch.c  WATCH: the event stream of a connection
  *   client_snapshot.c  SNAPSHOT: an image of the state, streamed in chunks
@@ -92,6 +94,7 @@ struct op {
 	int64_t ttl_ms;		   /* LEASE_GRANT, PUT_LEASE with a new lease */
 	enum store_op_type ops[3]; /* the transaction's ops, to name the one that failed */
 	size_t nops;
+	void *memo; /* a handler's own record, one allocation freed with the op */
 };
 
 /* ---- client_port.c ------------------------------------------------------------- */
@@ -122,6 +125,10 @@ void conn_respond_err_msg(struct conn *c, uint8_t type, int err, const char *msg
 /* An error answer with the error's own message. */
 void conn_respond_err(struct conn *c, uint8_t type, int err);
 
+/* Why store_key_check() refused a key (err), or why the root cannot be
+ * deleted (del and QFS_EPERM). Static. */
+const char *conn_bad_key_msg(int err, bool del);
+
 /* A key store_key_check() refused, or the root given to DEL. */
 void conn_respond_bad_key(struct conn *c, uint8_t type, int err);
 
@@ -135,6 +142,12 @@ void client_admin_member_change(struct conn *c, const struct client_req *r);
 void client_kv_get(struct conn *c, const struct client_req *r);
 /* PUT, DEL */
 void client_kv_write(struct conn *c, const struct client_req *r);
+
+/* TXN: compares and two branches of requests, proposed as one transaction. */
+void client_txn_write(struct conn *c, const struct client_req *r);
+
+/* COMPACT: a read barrier, the revision checked, then a compaction entry. */
+void client_compact_start(struct conn *c, const struct client_req *r);
 
 /* LEASE_GRANT, LEASE_RENEW, LEASE_REVOKE, PUT_LEASE */
 void client_lease_write(struct conn *c, const struct client_req *r);

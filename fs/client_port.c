@@ -4,8 +4,9 @@
  * plain TCP, or mutual TLS with --client-cert; the code here does not know
  * which: a TLS connection's user is its stream_peer_name()). This file is its
  * core: the listener, connections, framing, dispatch, responses and the
- * lifetime of all of them. The requests are served by client_admin.c (STATUS, members),
- * client_kv.c (GET, PUT, DEL), client_lease.c (leases), client_watch.c
+ * lifetime of all of them. The requests are served by client_admin.c
+ * (STATUS, members), client_kv.c (GET, PUT, DEL), client_txn.c (TXN),
+ * client_compact.c (COMPACT), client_lease.c (leases), client_watch.c
  * (WATCH, which turns a connection into an event stream) and
  * client_snapshot.c (SNAPSHOT, answered in chunks); client_conn.h is what
  * they share.
@@ -122,6 +123,7 @@ void conn_op_free(struct op *op)
 	conn_unref(op->c);
 	free(op->key);
 	free(op->after);
+	free(op->memo);
 	free(op);
 }
 
@@ -221,20 +223,23 @@ void conn_respond_err(struct conn *c, uint8_t type, int err)
 	conn_respond_err_msg(c, type, err, msg);
 }
 
+const char *conn_bad_key_msg(int err, bool del)
+{
+	if (err == QFS_EINVAL)
+		return "bad key: an absolute path without empty, '.' or '..' components or a "
+		       "trailing '/'";
+	if (err == QFS_ENAMETOOLONG)
+		return "key too long (a component over 255 bytes or the key over 4096)";
+	if (err == QFS_EPERM && del)
+		return "the root directory cannot be deleted";
+	if (err == QFS_EPERM)
+		return "keys under " STORE_RESERVED_PREFIX " are reserved";
+	return qfs_strerror(err);
+}
+
 void conn_respond_bad_key(struct conn *c, uint8_t type, int err)
 {
-	const char *msg = qfs_strerror(err);
-
-	if (err == QFS_EINVAL)
-		msg = "bad key: an absolute path without empty, '.' or '..' components or a "
-		      "trailing '/'";
-	else if (err == QFS_ENAMETOOLONG)
-		msg = "key too long (a component over 255 bytes or the key over 4096)";
-	else if (err == QFS_EPERM && type == CLIENT_REQ_DEL)
-		msg = "the root directory cannot be deleted";
-	else if (err == QFS_EPERM)
-		msg = "keys under " STORE_RESERVED_PREFIX " are reserved";
-	conn_respond_err_msg(c, type, err, msg);
+	conn_respond_err_msg(c, type, err, conn_bad_key_msg(err, type == CLIENT_REQ_DEL));
 }
 
 /* ---- framing ------------------------------------------------------------------- */
@@ -278,10 +283,40 @@ static void handle(struct conn *c, const struct client_req *r)
 	case CLIENT_REQ_SNAPSHOT:
 		client_snapshot_start(c, r);
 		break;
+	case CLIENT_REQ_TXN:
+		client_txn_write(c, r);
+		break;
+	case CLIENT_REQ_COMPACT:
+		client_compact_start(c, r);
+		break;
 	default:
 		client_kv_write(c, r);
 		break;
 	}
+}
+
+/* A request over this member's bound that only carries too much: the
+ * client's mistake, not a broken stream, so it is skipped and answered. */
+static bool oversized_ok(const struct client_hdr *h)
+{
+	return (h->type == CLIENT_REQ_PUT || h->type == CLIENT_REQ_PUT_LEASE ||
+		h->type == CLIENT_REQ_TXN) &&
+	       h->len <= CLIENT_PROTO_MAX_PAYLOAD;
+}
+
+static void respond_oversized(struct conn *c)
+{
+	char msg[CLIENT_PROTO_MSG_MAX + 1];
+
+	if (c->hdr.type != CLIENT_REQ_TXN) {
+		conn_respond_err(c, c->hdr.type, QFS_EFBIG);
+		return;
+	}
+	snprintf(msg, sizeof(msg),
+		 "transaction too large: %" PRIu32 " bytes, over this member's limit of %zu "
+		 "(--max-value-bytes plus %u KiB for keys)",
+		 c->hdr.len, c->port->max_payload, CLIENT_PROTO_HEADROOM >> 10);
+	conn_respond_err_msg(c, CLIENT_REQ_TXN, QFS_EFBIG, msg);
 }
 
 static void consume(struct conn *c, size_t n)
@@ -344,16 +379,11 @@ static void process(struct conn *c)
 			if (c->in_len < CLIENT_PROTO_HDR_SIZE)
 				break;
 			rv = client_proto_hdr_decode(c->in, p->max_payload, &c->hdr);
-			if (rv == QFS_EFBIG &&
-			    (c->hdr.type == CLIENT_REQ_PUT ||
-			     c->hdr.type == CLIENT_REQ_PUT_LEASE) &&
-			    c->hdr.len <= CLIENT_PROTO_MAX_PAYLOAD) {
-				/* A value over our --max-value-bytes is the client's
-				 * mistake, not a broken stream: skip it, say why. */
+			if (rv == QFS_EFBIG && oversized_ok(&c->hdr)) {
 				consume(c, CLIENT_PROTO_HDR_SIZE);
 				c->discard = c->hdr.len;
 				c->busy = true;
-				conn_respond_err(c, c->hdr.type, QFS_EFBIG);
+				respond_oversized(c);
 				continue;
 			}
 			if (rv == QFS_EFBIG) {
@@ -385,6 +415,7 @@ static void process(struct conn *c)
 		c->have_hdr = false;
 		c->busy = true;
 		handle(c, &req);
+		client_proto_req_free(&req);
 		consume(c, size);
 		if (c->watch && c->in_len) {
 			conn_reject(c, "data after WATCH");

@@ -102,6 +102,156 @@ static const char *get_str(struct qreader *r, size_t max)
 	return (const char *)p;
 }
 
+/* A value of at most the protocol's payload bound (its length is a u32). */
+static int put_value(struct qbuf *b, const uint8_t *v, size_t len)
+{
+	if (len > CLIENT_PROTO_MAX_PAYLOAD)
+		return QFS_EINVAL;
+	qbuf_put_bytes(b, len ? (const void *)v : "", len);
+	return 0;
+}
+
+/* ---- TXN bodies ------------------------------------------------------------- */
+
+/* Smallest encodings (empty key and value), to bound counts. */
+#define CMP_MIN_SIZE (1 + 1 + 5 + 8 + 4)
+#define TXN_OP_MIN_SIZE (1 + 4 + 5 + 4)
+
+/* The decoded arrays are one allocation: compares, then requests. */
+_Static_assert(sizeof(struct client_cmp) % _Alignof(struct client_txn_op) == 0,
+	       "requests follow compares in one allocation");
+
+/* What the encoder refuses to send and the decoder to accept, but for the
+ * strings' bounds (put_str/get_str check those). */
+static bool cmp_valid(const struct client_cmp *c)
+{
+	if (c->target < CLIENT_CMP_VALUE || c->target > CLIENT_CMP_MOD || c->op < CLIENT_CMP_EQ ||
+	    c->op > CLIENT_CMP_GT)
+		return false;
+	return c->target == CLIENT_CMP_VALUE ? c->num == 0 : c->value_len == 0;
+}
+
+static bool txn_op_valid(const struct client_txn_op *o)
+{
+	if (o->type == CLIENT_TXN_PUT)
+		return o->flags == 0;
+	return o->type == CLIENT_TXN_DEL && (o->flags & ~(uint32_t)CLIENT_DEL_PREFIX) == 0 &&
+	       o->value_len == 0;
+}
+
+static int put_txn(struct qbuf *b, const struct client_req *r)
+{
+	const struct client_txn_op *branch[2] = {r->then_ops, r->else_ops};
+	size_t n[2] = {r->nthen, r->nelse};
+	int rv = 0;
+
+	if (r->ncmps > CLIENT_PROTO_TXN_MAX || r->nthen > CLIENT_PROTO_TXN_MAX ||
+	    r->nelse > CLIENT_PROTO_TXN_MAX)
+		return QFS_EINVAL;
+	qbuf_put_u32(b, (uint32_t)r->ncmps);
+	for (size_t i = 0; i < r->ncmps && !rv; i++) {
+		const struct client_cmp *c = &r->cmps[i];
+
+		if (!cmp_valid(c))
+			return QFS_EINVAL;
+		qbuf_put_u8(b, c->target);
+		qbuf_put_u8(b, c->op);
+		rv = put_str(b, c->key, CLIENT_PROTO_KEY_MAX);
+		qbuf_put_u64(b, c->num);
+		rv = rv ? rv : put_value(b, c->value, c->value_len);
+	}
+	for (size_t k = 0; k < 2 && !rv; k++) {
+		qbuf_put_u32(b, (uint32_t)n[k]);
+		for (size_t i = 0; i < n[k] && !rv; i++) {
+			const struct client_txn_op *o = &branch[k][i];
+
+			if (!txn_op_valid(o))
+				return QFS_EINVAL;
+			qbuf_put_u8(b, o->type);
+			qbuf_put_u32(b, o->flags);
+			rv = put_str(b, o->key, CLIENT_PROTO_KEY_MAX);
+			rv = rv ? rv : put_value(b, o->value, o->value_len);
+		}
+	}
+	return rv;
+}
+
+static bool read_cmp(struct qreader *r, struct client_cmp *c)
+{
+	c->target = qreader_u8(r);
+	c->op = qreader_u8(r);
+	c->key = get_str(r, CLIENT_PROTO_KEY_MAX);
+	c->num = qreader_u64(r);
+	c->value = qreader_bytes(r, CLIENT_PROTO_MAX_PAYLOAD, &c->value_len);
+	return !qreader_error(r) && cmp_valid(c);
+}
+
+static bool read_txn_op(struct qreader *r, struct client_txn_op *o)
+{
+	o->type = qreader_u8(r);
+	o->flags = qreader_u32(r);
+	o->key = get_str(r, CLIENT_PROTO_KEY_MAX);
+	o->value = qreader_bytes(r, CLIENT_PROTO_MAX_PAYLOAD, &o->value_len);
+	return !qreader_error(r) && txn_op_valid(o);
+}
+
+/* One pass over a TXN body: with cmps and ops NULL it checks and counts
+ * (n: compares, success, failure requests); else it also fills them (ops:
+ * the success branch, then the failure one). */
+static int read_txn(struct qreader *r, struct client_cmp *cmps, struct client_txn_op *ops,
+		    size_t n[3])
+{
+	struct client_cmp cmp;
+	struct client_txn_op op;
+	size_t at = 0;
+
+	for (int k = 0; k < 3; k++) {
+		uint32_t count = qreader_u32(r);
+		size_t min = k == 0 ? CMP_MIN_SIZE : TXN_OP_MIN_SIZE;
+
+		if (qreader_error(r) || count > CLIENT_PROTO_TXN_MAX || count > r->left / min)
+			return QFS_EMSG;
+		n[k] = count;
+		for (uint32_t i = 0; i < count; i++) {
+			bool ok = k == 0 ? read_cmp(r, cmps ? &cmps[i] : &cmp)
+					 : read_txn_op(r, ops ? &ops[at++] : &op);
+
+			if (!ok)
+				return QFS_EMSG;
+		}
+	}
+	return 0;
+}
+
+/* Checked whole before anything is allocated, then read again into arrays
+ * of the sizes found. */
+static int read_txn_req(struct qreader *r, struct client_req *out)
+{
+	struct qreader scan = *r;
+	struct client_txn_op *ops;
+	struct client_cmp *cmps;
+	size_t n[3], again[3];
+
+	if (read_txn(&scan, NULL, NULL, n) || scan.left != 0)
+		return QFS_EMSG;
+	out->txn_ = calloc(1, n[0] * sizeof(*cmps) + (n[1] + n[2]) * sizeof(*ops) + 1);
+	if (!out->txn_)
+		return QFS_ENOMEM;
+	cmps = out->txn_;
+	ops = (struct client_txn_op *)(cmps + n[0]);
+	if (read_txn(r, cmps, ops, again)) {
+		client_proto_req_free(out);
+		return QFS_EMSG;
+	}
+	out->cmps = cmps;
+	out->ncmps = n[0];
+	out->then_ops = ops;
+	out->nthen = n[1];
+	out->else_ops = ops + n[1];
+	out->nelse = n[2];
+	return 0;
+}
+
 /* ---- requests --------------------------------------------------------------- */
 
 int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
@@ -170,6 +320,12 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 	case CLIENT_REQ_LEASE_LIST:
 		qbuf_put_u32(b, r->flags);
 		qbuf_put_u64(b, r->lease_id);
+		break;
+	case CLIENT_REQ_TXN:
+		rv = put_txn(b, r);
+		break;
+	case CLIENT_REQ_COMPACT:
+		qbuf_put_u64(b, r->rev);
 		break;
 	}
 	rv = rv ? rv : frame_end(b, off, r->type);
@@ -240,13 +396,34 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 		out->flags = qreader_u32(&r);
 		out->lease_id = qreader_u64(&r);
 		break;
+	case CLIENT_REQ_TXN: {
+		int rv = read_txn_req(&r, out);
+
+		if (rv)
+			return rv;
+		break;
+	}
+	case CLIENT_REQ_COMPACT:
+		out->rev = qreader_u64(&r);
+		break;
 	default:
 		return QFS_EMSG;
 	}
 	/* Trailing bytes mean the sender speaks something else. */
-	if (qreader_error(&r) || r.left != 0)
+	if (qreader_error(&r) || r.left != 0) {
+		client_proto_req_free(out);
 		return QFS_EMSG;
+	}
 	return 0;
+}
+
+void client_proto_req_free(struct client_req *r)
+{
+	free(r->txn_);
+	r->txn_ = NULL;
+	r->cmps = NULL;
+	r->then_ops = r->else_ops = NULL;
+	r->ncmps = r->nthen = r->nelse = 0;
 }
 
 /* ---- responses ------------------------------------------------------------- */
@@ -374,6 +551,18 @@ int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id
 	qbuf_put_u64(b, revision);
 	qbuf_put_u64(b, id);
 	return finish(b, start, off, CLIENT_REQ_PUT_LEASE, 0);
+}
+
+int client_proto_txn_encode(struct qbuf *b, bool succeeded, uint64_t revision)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, CLIENT_REQ_TXN, &off);
+
+	if (rv)
+		return rv;
+	qbuf_put_u8(b, succeeded);
+	qbuf_put_u64(b, revision);
+	return finish(b, start, off, CLIENT_REQ_TXN, 0);
 }
 
 int client_proto_snapshot_encode(struct qbuf *b, const struct client_snapshot *s)
@@ -801,8 +990,18 @@ int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload,
 		case CLIENT_REQ_PUT:
 		case CLIENT_REQ_DEL:
 		case CLIENT_REQ_LEASE_REVOKE:
+		case CLIENT_REQ_COMPACT:
 			out->revision = qreader_u64(&r);
 			break;
+		case CLIENT_REQ_TXN: {
+			uint8_t succeeded = qreader_u8(&r);
+
+			out->succeeded = succeeded == 1;
+			out->revision = qreader_u64(&r);
+			if (succeeded > 1)
+				rv = QFS_EMSG;
+			break;
+		}
 		case CLIENT_REQ_LEASE_GRANT:
 		case CLIENT_REQ_LEASE_RENEW:
 			out->lease_id = qreader_u64(&r);

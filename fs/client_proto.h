@@ -1,6 +1,6 @@
 /*
- * Client protocol: the frames `quorumfs status/member/get/put/del/watch/lease/
- * snapshot save` exchange with a member's --listen-client port. Pure
+ * Client protocol: the frames `quorumfs status/member/get/put/del/txn/compact/
+ * watch/lease/snapshot save` exchange with a member's --listen-client port. Pure
  * encoders and decoders, no sockets: fs/client_port.c serves them,
  * fs/client.c and fs/cli*.c send them.
  *
@@ -43,6 +43,15 @@
  *                                (ttl 0), or to a new lease of that ttl (id 0),
  *                                in one transaction
  *   SNAPSHOT                     (empty)
+ *   TXN                          u32 n, n x compare, u32 n, n x request (the
+ *                                success branch), u32 n, n x request (failure)
+ *       compare:                 u8 target, u8 op, str key, u64 number, bytes
+ *                                value (a VALUE compare has number 0, the others
+ *                                an empty value)
+ *       request:                 u8 type (PUT or DEL), u32 flags (DEL:
+ *                                CLIENT_DEL_PREFIX), str key, bytes value
+ *                                (empty for DEL)
+ *   COMPACT                      u64 revision (history before it is dropped)
  * Response: i32 status (0 or a QFS_E* code), then
  *   on error:                    str message, str leader name, str leader
  *                                client addr (both "" unless NOTLEADER and known)
@@ -59,6 +68,11 @@
  *   PUT, DEL, LEASE_REVOKE:      u64 revision
  *   LEASE_GRANT, LEASE_RENEW:    u64 lease id, i64 ttl ms
  *   PUT_LEASE:                   u64 revision, u64 lease id
+ *   TXN:                         u8 succeeded (the compares held: the success
+ *                                branch ran), u64 revision (the one the
+ *                                transaction made, or the current one when its
+ *                                branch changed nothing)
+ *   COMPACT:                     u64 revision (the compacted revision, as asked)
  *   LEASE_LIST:                  u64 revision read, u8 more, u32 n, n x (u64 id,
  *                                i64 ttl ms, i64 remaining ms, u64 keys attached,
  *                                u32 k, k x str key)
@@ -73,6 +87,14 @@
  * at least one). With `more` set the client asks again at the revision the
  * first page reported, with `after` = the last key it got; keys come in
  * store_range() order, so the pages of one revision never overlap.
+ *
+ * TXN is one store transaction (store.h): every compare, then the ops of the
+ * branch they choose, all at one revision or not at all. It has at most
+ * CLIENT_PROTO_TXN_MAX compares and as many requests in each branch; the
+ * decoder checks every count against that and against what the payload can
+ * hold before it allocates, and refuses unknown targets, operators, request
+ * types and flags, and a compare or DEL carrying what it cannot use. A
+ * failed request is an error response naming it; nothing changed then.
  *
  * PUT_LEASE is a request type of its own rather than fields added to PUT:
  * fields a PUT might or might not carry would make a PUT cut short at
@@ -157,7 +179,9 @@ enum client_req_type {
 	CLIENT_REQ_LEASE_LIST,
 	CLIENT_REQ_PUT_LEASE,
 	CLIENT_REQ_SNAPSHOT,
-	CLIENT_REQ_MAX_ = CLIENT_REQ_SNAPSHOT,
+	CLIENT_REQ_TXN,
+	CLIENT_REQ_COMPACT,
+	CLIENT_REQ_MAX_ = CLIENT_REQ_COMPACT,
 };
 
 #define CLIENT_GET_PREFIX 0x1	   /* the key's whole subtree */
@@ -165,6 +189,22 @@ enum client_req_type {
 #define CLIENT_MEMBERS_LINEARIZABLE 0x1 /* MEMBER_LIST after a read point */
 #define CLIENT_WATCH_PREFIX 0x1	   /* the key and its whole subtree */
 #define CLIENT_LEASE_LIST_KEYS 0x1 /* with the keys attached to each lease */
+
+/* Compares, and requests in each branch, of one TXN (etcd's default
+ * --max-txn-ops). */
+#define CLIENT_PROTO_TXN_MAX 128
+
+/* TXN compares: the values of enum store_cmp_target and store_cmp_op. */
+enum client_cmp_target {
+	CLIENT_CMP_VALUE = 1,
+	CLIENT_CMP_VERSION,
+	CLIENT_CMP_CREATE,
+	CLIENT_CMP_MOD,
+};
+enum client_cmp_op { CLIENT_CMP_EQ = 1, CLIENT_CMP_NE, CLIENT_CMP_LT, CLIENT_CMP_GT };
+
+/* TXN requests. */
+enum client_txn_op_type { CLIENT_TXN_PUT = 1, CLIENT_TXN_DEL };
 
 /* WATCH event types (the values of enum store_event_type). */
 enum client_event_type { CLIENT_EVENT_PUT = 1, CLIENT_EVENT_DELETE = 2 };
@@ -184,6 +224,23 @@ int client_proto_hdr_decode(const uint8_t *h, size_t max_payload, struct client_
 /* 0 if the payload matches the header's CRC, else QFS_EMSG. */
 int client_proto_crc_check(const struct client_hdr *h, const uint8_t *payload);
 
+struct client_cmp {
+	uint8_t target; /* enum client_cmp_target */
+	uint8_t op;	/* enum client_cmp_op */
+	const char *key;
+	uint64_t num;	      /* VERSION, CREATE, MOD */
+	const uint8_t *value; /* VALUE: compared bytewise */
+	size_t value_len;
+};
+
+struct client_txn_op {
+	uint8_t type;	/* enum client_txn_op_type */
+	uint32_t flags; /* DEL: CLIENT_DEL_PREFIX */
+	const char *key;
+	const uint8_t *value; /* PUT */
+	size_t value_len;
+};
+
 /* Strings are NUL-terminated; after decoding they point into the payload. */
 struct client_req {
 	uint8_t type;
@@ -193,23 +250,35 @@ struct client_req {
 	bool learner;		 /* MEMBER_ADD */
 	const char *key;	 /* GET, PUT, DEL, WATCH, PUT_LEASE */
 	uint32_t flags;		 /* GET, DEL, WATCH, LEASE_LIST, MEMBER_LIST */
-	uint64_t rev;		 /* GET: 0 = current; WATCH: start, 0 = next */
+	uint64_t rev;		 /* GET: 0 = current; WATCH: start, 0 = next; COMPACT */
 	const char *after;	 /* GET, "" = from the start */
 	const uint8_t *value;	 /* PUT, PUT_LEASE */
 	size_t value_len;
 	uint64_t lease_id; /* RENEW, REVOKE, PUT_LEASE (0: grant); LIST: after */
 	int64_t ttl_ms;	   /* GRANT, PUT_LEASE (0: attach to lease_id) */
+	/* TXN: the compares, then the requests of each branch. Decoded, the
+	 * arrays are one allocation (client_proto_req_free). */
+	const struct client_cmp *cmps;
+	size_t ncmps;
+	const struct client_txn_op *then_ops, *else_ops;
+	size_t nthen, nelse;
+	void *txn_; /* private: what the decoder allocated */
 };
 
 /* Appends a whole request frame to b. 0, QFS_EINVAL (bad type, a missing
  * or over-long string, a payload over CLIENT_PROTO_MAX_PAYLOAD, a PUT_LEASE
- * with both or neither of lease_id and ttl_ms) or QFS_ENOMEM. Values (ttl,
- * ids) are the member's to check: they travel as given. */
+ * with both or neither of lease_id and ttl_ms, a TXN the decoder would
+ * refuse) or QFS_ENOMEM. Values (ttl, ids, keys) are the member's to check:
+ * they travel as given. */
 int client_proto_req_encode(const struct client_req *r, struct qbuf *b);
-/* Decodes a request payload (CRC already checked). Every pointer in *out
- * borrows from payload. 0 or QFS_EMSG. */
+/* Decodes a request payload (CRC already checked). Every string and value
+ * in *out borrows from payload; a TXN's arrays are allocated: free them
+ * with client_proto_req_free once done (after a failed decode there is
+ * nothing to free). 0, QFS_EMSG or QFS_ENOMEM. */
 int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 			    struct client_req *out);
+/* Frees what decoding r allocated; any decoded request, any number of times. */
+void client_proto_req_free(struct client_req *r);
 
 struct client_status {
 	const char *name;
@@ -279,8 +348,10 @@ struct client_resp {
 	struct client_lease *leases; /* LEASE_LIST; owned (keys too), client_proto_resp_free */
 	size_t nleases;
 	bool more;	    /* GET, LEASE_LIST: ask again after the last one */
+	bool succeeded;	    /* TXN: the compares held */
 	uint64_t revision;  /* GET, LEASE_LIST: read at; PUT/DEL/PUT_LEASE/
-			     * LEASE_REVOKE: produced; WATCH: progress */
+			     * LEASE_REVOKE/TXN: produced; WATCH: progress;
+			     * COMPACT: compacted */
 	uint64_t lease_id;  /* LEASE_GRANT, LEASE_RENEW, PUT_LEASE */
 	int64_t ttl_ms;	    /* LEASE_GRANT, LEASE_RENEW */
 	struct client_snapshot snap; /* SNAPSHOT */
@@ -298,6 +369,7 @@ int client_proto_members_encode(struct qbuf *b, const struct client_member *m, s
 /* LEASE_GRANT or LEASE_RENEW. */
 int client_proto_lease_encode(struct qbuf *b, uint8_t type, uint64_t id, int64_t ttl_ms);
 int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id);
+int client_proto_txn_encode(struct qbuf *b, bool succeeded, uint64_t revision);
 /* One SNAPSHOT frame; QFS_EINVAL for a chunk over CLIENT_PROTO_SNAPSHOT_CHUNK
  * or past the total. */
 int client_proto_snapshot_encode(struct qbuf *b, const struct client_snapshot *s);

@@ -23,7 +23,7 @@ static void usage(FILE *out)
 		     "  serve                      run a member and mount its tree\n"
 		     "  version                    print the version\n");
 	cli_usage_commands(out);
-	fprintf(out, "\nEach command has --help. txn and compact are not in this build.\n");
+	fprintf(out, "\nEach command has --help.\n");
 }
 
 static int cmd_serve(int argc, char **argv)

@@ -70,6 +70,15 @@ def free_base():
     raise AssertionError("no free port range found for a cluster")
 
 
+def start_with_client_port(members, *args, name="n1"):
+    """One member (a cluster of one) with --listen-client on 127.0.0.1 at a
+    free port; m.ep is that address, for the CLI's --endpoints."""
+    ep = f"127.0.0.1:{free_base() + 3}"
+    m = members.start(name, "--listen-client", ep, *args)
+    m.ep = ep
+    return m
+
+
 KILL9_STUCK_BUG = (
     "a killed daemon did not exit (it once could, blocked on a request to its own "
     "mount; fixed by replaying through a helper process): its FUSE connection was "

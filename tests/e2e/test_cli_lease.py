@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from cluster import ELECTION_MS, cluster, free_base  # noqa: F401  (cluster is a fixture)
+from cluster import ELECTION_MS, cluster, start_with_client_port  # noqa: F401  (cluster is a fixture)
 from qfs import QUORUMFS, read_file, wait_until
 
 ELECTION = 0.5  # --election-ms of the single member below: minimum ttl 0.75 s
@@ -34,11 +34,8 @@ ID = re.compile(r"^[0-9a-f]+$")
 
 
 def start(members):
-    ep = f"127.0.0.1:{free_base() + 3}"
-    m = members.start("n1", "--listen-client", ep, "--election-ms", str(int(ELECTION * 1000)),
-                      "--heartbeat-ms", "50")
-    m.ep = ep
-    return m
+    return start_with_client_port(members, "--election-ms", str(int(ELECTION * 1000)),
+                                  "--heartbeat-ms", "50")
 
 
 @pytest.fixture

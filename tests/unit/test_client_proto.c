@@ -1,8 +1,9 @@
 /*
  * Client protocol tests: every request and response round-trips (WATCH
- * frames, the lease frames and SNAPSHOT chunks included, and a WATCH
- * stream's order is enforced by the decoder, a LEASE_LIST's counts and a
- * SNAPSHOT chunk's bounds too); headers
+ * frames, the lease frames, TXN and COMPACT and SNAPSHOT chunks included,
+ * and a WATCH stream's order is enforced by the decoder, a LEASE_LIST's
+ * counts, a SNAPSHOT chunk's bounds and every TXN count and field too,
+ * before anything is allocated); headers
  * with a wrong magic, version, type or length are refused before anything
  * is allocated; every truncation and every single-bit flip of a frame is
  * caught (by the header check, the CRC or the decoder), and decoders fed
@@ -46,6 +47,24 @@ static const uint8_t *open_frame(const struct qbuf *b, size_t off, struct client
 
 static const uint8_t value_bytes[] = {0, 1, 2, 0xff, 0, 'x'};
 
+static const struct client_cmp sample_cmps[] = {
+    {CLIENT_CMP_CREATE, CLIENT_CMP_EQ, "/lock", 0, NULL, 0},
+    {CLIENT_CMP_VALUE, CLIENT_CMP_NE, "/a b", 0, value_bytes, sizeof(value_bytes)},
+    {CLIENT_CMP_VALUE, CLIENT_CMP_EQ, "/empty", 0, (const uint8_t *)"", 0},
+    {CLIENT_CMP_VERSION, CLIENT_CMP_LT, "/v", 3, NULL, 0},
+    {CLIENT_CMP_MOD, CLIENT_CMP_GT, "/m", 0xfedcba9876543210ULL, NULL, 0},
+};
+
+static const struct client_txn_op sample_then[] = {
+    {CLIENT_TXN_PUT, 0, "/lock", value_bytes, sizeof(value_bytes)},
+    {CLIENT_TXN_DEL, CLIENT_DEL_PREFIX, "/old", NULL, 0},
+    {CLIENT_TXN_PUT, 0, "/empty", NULL, 0},
+};
+
+static const struct client_txn_op sample_else[] = {
+    {CLIENT_TXN_DEL, 0, "/x", NULL, 0},
+};
+
 static struct client_req sample_reqs[] = {
     {.type = CLIENT_REQ_STATUS},
     {.type = CLIENT_REQ_MEMBER_LIST},
@@ -83,8 +102,49 @@ static struct client_req sample_reqs[] = {
      .ttl_ms = 10000},
     {.type = CLIENT_REQ_PUT_LEASE, .key = "/svc/web/h2", .value_len = 0, .lease_id = 0x1234},
     {.type = CLIENT_REQ_SNAPSHOT},
+    {.type = CLIENT_REQ_TXN,
+     .cmps = sample_cmps,
+     .ncmps = 5,
+     .then_ops = sample_then,
+     .nthen = 3,
+     .else_ops = sample_else,
+     .nelse = 1},
+    {.type = CLIENT_REQ_TXN}, /* nothing at all: a valid, empty transaction */
+    {.type = CLIENT_REQ_COMPACT, .rev = 0x0123456789abcdefULL},
 };
 #define NREQS (sizeof(sample_reqs) / sizeof(sample_reqs[0]))
+
+static void assert_ops_equal(const struct client_txn_op *a, const struct client_txn_op *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(a[i].type, d[i].type);
+		assert_int_equal(a[i].flags, d[i].flags);
+		assert_string_equal(a[i].key, d[i].key);
+		assert_int_equal(a[i].value_len, d[i].value_len);
+		if (a[i].value_len)
+			assert_memory_equal(a[i].value, d[i].value, a[i].value_len);
+	}
+}
+
+static void assert_txn_equal(const struct client_req *a, const struct client_req *d)
+{
+	assert_int_equal(a->ncmps, d->ncmps);
+	assert_int_equal(a->nthen, d->nthen);
+	assert_int_equal(a->nelse, d->nelse);
+	for (size_t i = 0; i < a->ncmps; i++) {
+		const struct client_cmp *x = &a->cmps[i], *y = &d->cmps[i];
+
+		assert_int_equal(x->target, y->target);
+		assert_int_equal(x->op, y->op);
+		assert_string_equal(x->key, y->key);
+		assert_int_equal(x->num, y->num);
+		assert_int_equal(x->value_len, y->value_len);
+		if (x->value_len)
+			assert_memory_equal(x->value, y->value, x->value_len);
+	}
+	assert_ops_equal(a->then_ops, d->then_ops, a->nthen);
+	assert_ops_equal(a->else_ops, d->else_ops, a->nelse);
+}
 
 static void assert_req_equal(const struct client_req *a, const struct client_req *d)
 {
@@ -130,6 +190,12 @@ static void assert_req_equal(const struct client_req *a, const struct client_req
 	case CLIENT_REQ_LEASE_REVOKE:
 		assert_int_equal(a->lease_id, d->lease_id);
 		break;
+	case CLIENT_REQ_TXN:
+		assert_txn_equal(a, d);
+		break;
+	case CLIENT_REQ_COMPACT:
+		assert_int_equal(a->rev, d->rev);
+		break;
 	default:
 		break;
 	}
@@ -151,6 +217,8 @@ static void test_req_roundtrip(void **state)
 		assert_int_equal(h.type, sample_reqs[i].type);
 		assert_int_equal(client_proto_req_decode(h.type, p, h.len, &d), 0);
 		assert_req_equal(&sample_reqs[i], &d);
+		client_proto_req_free(&d);
+		client_proto_req_free(&d); /* twice is fine */
 		qbuf_close(&b);
 	}
 }
@@ -183,6 +251,84 @@ static void test_req_encode_rejects(void **state)
 	r = (struct client_req){.type = CLIENT_REQ_PUT_LEASE, .key = "/k"};
 	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
 	/* A failed encode leaves the buffer as it was. */
+	assert_int_equal(b.len, 0);
+	qbuf_close(&b);
+}
+
+/* A TXN of one compare and one success request, as given. */
+static int encode_txn(const struct client_cmp *cmp, const struct client_txn_op *op)
+{
+	struct client_req r = {.type = CLIENT_REQ_TXN,
+			       .cmps = cmp,
+			       .ncmps = cmp ? 1 : 0,
+			       .then_ops = op,
+			       .nthen = op ? 1 : 0};
+	struct qbuf b;
+	int rv;
+
+	qbuf_init(&b);
+	rv = client_proto_req_encode(&r, &b);
+	if (rv)
+		assert_int_equal(b.len, 0);
+	qbuf_close(&b);
+	return rv;
+}
+
+static void test_txn_encode_rejects(void **state)
+{
+	static struct client_cmp many_cmps[CLIENT_PROTO_TXN_MAX + 1];
+	static struct client_txn_op many_ops[CLIENT_PROTO_TXN_MAX + 1];
+	/* Unknown targets and operators; a number or a value where the
+	 * compare has no use for it; no key. */
+	static const struct client_cmp bad_cmps[] = {
+	    {0, CLIENT_CMP_EQ, "/k", 0, NULL, 0},
+	    {CLIENT_CMP_MOD + 1, CLIENT_CMP_EQ, "/k", 0, NULL, 0},
+	    {CLIENT_CMP_CREATE, 0, "/k", 0, NULL, 0},
+	    {CLIENT_CMP_CREATE, CLIENT_CMP_GT + 1, "/k", 0, NULL, 0},
+	    {CLIENT_CMP_VERSION, CLIENT_CMP_EQ, "/k", 0, value_bytes, 1},
+	    {CLIENT_CMP_VALUE, CLIENT_CMP_EQ, "/k", 1, value_bytes, 1},
+	    {CLIENT_CMP_MOD, CLIENT_CMP_EQ, NULL, 0, NULL, 0},
+	};
+	/* Requests: a type, flags, a value that do not fit; no key; a value
+	 * over the protocol's bound (refused before it is read). */
+	static const struct client_txn_op bad_ops[] = {
+	    {0, 0, "/k", NULL, 0},
+	    {CLIENT_TXN_DEL + 1, 0, "/k", NULL, 0},
+	    {CLIENT_TXN_PUT, CLIENT_DEL_PREFIX, "/k", NULL, 0},
+	    {CLIENT_TXN_DEL, 0x2, "/k", NULL, 0},
+	    {CLIENT_TXN_DEL, 0, "/k", value_bytes, 1},
+	    {CLIENT_TXN_PUT, 0, NULL, value_bytes, 1},
+	    {CLIENT_TXN_PUT, 0, "/k", value_bytes, (size_t)CLIENT_PROTO_MAX_PAYLOAD + 1},
+	};
+	struct client_req r = {.type = CLIENT_REQ_TXN};
+	struct qbuf b;
+
+	(void)state;
+	assert_int_equal(encode_txn(&sample_cmps[0], &sample_then[0]), 0);
+	for (size_t i = 0; i < sizeof(bad_cmps) / sizeof(bad_cmps[0]); i++)
+		assert_int_equal(encode_txn(&bad_cmps[i], &sample_then[0]), QFS_EINVAL);
+	for (size_t i = 0; i < sizeof(bad_ops) / sizeof(bad_ops[0]); i++)
+		assert_int_equal(encode_txn(&sample_cmps[0], &bad_ops[i]), QFS_EINVAL);
+	/* Counts: at most CLIENT_PROTO_TXN_MAX of each. */
+	for (size_t i = 0; i <= CLIENT_PROTO_TXN_MAX; i++) {
+		many_cmps[i] = sample_cmps[0];
+		many_ops[i] = sample_then[1];
+	}
+	qbuf_init(&b);
+	r.cmps = many_cmps;
+	r.ncmps = CLIENT_PROTO_TXN_MAX;
+	r.then_ops = r.else_ops = many_ops;
+	r.nthen = r.nelse = CLIENT_PROTO_TXN_MAX;
+	assert_int_equal(client_proto_req_encode(&r, &b), 0);
+	b.len = 0;
+	r.ncmps++;
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	r.ncmps--;
+	r.nthen++;
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
+	r.nthen--;
+	r.nelse++;
+	assert_int_equal(client_proto_req_encode(&r, &b), QFS_EINVAL);
 	assert_int_equal(b.len, 0);
 	qbuf_close(&b);
 }
@@ -261,6 +407,124 @@ static void test_req_decode_rejects(void **state)
 	    client_proto_req_decode(CLIENT_REQ_PUT | CLIENT_PROTO_RESPONSE, p, h.len, &d),
 	    QFS_EMSG);
 	qbuf_close(&b);
+}
+
+/* Parts of a hand-made TXN body. */
+static void put_cmp_raw(struct qbuf *b, uint8_t target, uint8_t op, uint64_t num, size_t vlen)
+{
+	qbuf_put_u8(b, target);
+	qbuf_put_u8(b, op);
+	qbuf_put_bytes(b, "/k", 3);
+	qbuf_put_u64(b, num);
+	qbuf_put_bytes(b, "vvvv", vlen);
+}
+
+static void put_op_raw(struct qbuf *b, uint8_t type, uint32_t flags, size_t vlen)
+{
+	qbuf_put_u8(b, type);
+	qbuf_put_u32(b, flags);
+	qbuf_put_bytes(b, "/k", 3);
+	qbuf_put_bytes(b, "vvvv", vlen);
+}
+
+/* Decodes b as a TXN request; a failure must leave nothing allocated. */
+static int decode_txn(struct qbuf *b)
+{
+	struct client_req d;
+	int rv = client_proto_req_decode(CLIENT_REQ_TXN, b->data, b->len, &d);
+
+	if (rv)
+		assert_null(d.txn_);
+	client_proto_req_free(&d);
+	qbuf_close(b);
+	return rv;
+}
+
+/* A body of one compare (as given) and one success request (as given). */
+static int decode_txn_one(uint8_t target, uint8_t op, uint64_t num, size_t cvlen, uint8_t type,
+			  uint32_t flags, size_t ovlen)
+{
+	struct qbuf b;
+
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 1);
+	put_cmp_raw(&b, target, op, num, cvlen);
+	qbuf_put_u32(&b, 1);
+	put_op_raw(&b, type, flags, ovlen);
+	qbuf_put_u32(&b, 0);
+	return decode_txn(&b);
+}
+
+/* A body whose success branch claims `claimed` requests and holds `real`. */
+static int decode_txn_count(uint32_t claimed, uint32_t real)
+{
+	struct qbuf b;
+
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u32(&b, claimed);
+	for (uint32_t i = 0; i < real; i++)
+		put_op_raw(&b, CLIENT_TXN_DEL, 0, 0);
+	qbuf_put_u32(&b, 0);
+	return decode_txn(&b);
+}
+
+static void test_txn_decode_rejects(void **state)
+{
+	struct qbuf b;
+
+	(void)state;
+	assert_int_equal(
+	    decode_txn_one(CLIENT_CMP_VALUE, CLIENT_CMP_EQ, 0, 4, CLIENT_TXN_PUT, 0, 4), 0);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, CLIENT_CMP_GT, 7, 0, CLIENT_TXN_DEL,
+					CLIENT_DEL_PREFIX, 0),
+			 0);
+	/* Unknown target, operator, request type, flags. */
+	assert_int_equal(decode_txn_one(0, CLIENT_CMP_EQ, 0, 0, CLIENT_TXN_DEL, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(5, CLIENT_CMP_EQ, 0, 0, CLIENT_TXN_DEL, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, 0, 0, 0, CLIENT_TXN_DEL, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, 5, 0, 0, CLIENT_TXN_DEL, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, CLIENT_CMP_EQ, 0, 0, 0, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, CLIENT_CMP_EQ, 0, 0, 3, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, CLIENT_CMP_EQ, 0, 0, CLIENT_TXN_DEL, 2, 0),
+			 QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, CLIENT_CMP_EQ, 0, 0, CLIENT_TXN_PUT, 1, 0),
+			 QFS_EMSG);
+	/* What a compare or a DEL has no use for. */
+	assert_int_equal(
+	    decode_txn_one(CLIENT_CMP_VERSION, CLIENT_CMP_EQ, 0, 1, CLIENT_TXN_DEL, 0, 0),
+	    QFS_EMSG);
+	assert_int_equal(
+	    decode_txn_one(CLIENT_CMP_VALUE, CLIENT_CMP_EQ, 1, 0, CLIENT_TXN_DEL, 0, 0), QFS_EMSG);
+	assert_int_equal(decode_txn_one(CLIENT_CMP_MOD, CLIENT_CMP_EQ, 0, 0, CLIENT_TXN_DEL, 0, 1),
+			 QFS_EMSG);
+	/* Counts: the bound, then past it with the bytes there; far past what
+	 * the payload could hold; more than there are; fewer. */
+	assert_int_equal(decode_txn_count(CLIENT_PROTO_TXN_MAX, CLIENT_PROTO_TXN_MAX), 0);
+	assert_int_equal(decode_txn_count(CLIENT_PROTO_TXN_MAX + 1, CLIENT_PROTO_TXN_MAX + 1),
+			 QFS_EMSG);
+	assert_int_equal(decode_txn_count(0xffffffffu, 2), QFS_EMSG);
+	assert_int_equal(decode_txn_count(3, 2), QFS_EMSG);
+	assert_int_equal(decode_txn_count(1, 2), QFS_EMSG);
+	/* A key with no NUL, a missing failure count, trailing bytes. */
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u32(&b, 1);
+	qbuf_put_u8(&b, CLIENT_TXN_DEL);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_bytes(&b, "/k", 2);
+	qbuf_put_bytes(&b, "", 0);
+	qbuf_put_u32(&b, 0);
+	assert_int_equal(decode_txn(&b), QFS_EMSG);
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u32(&b, 0);
+	assert_int_equal(decode_txn(&b), QFS_EMSG);
+	qbuf_init(&b);
+	for (int i = 0; i < 3; i++)
+		qbuf_put_u32(&b, 0);
+	qbuf_put_u8(&b, 0);
+	assert_int_equal(decode_txn(&b), QFS_EMSG);
 }
 
 /* ---- responses ------------------------------------------------------------ */
@@ -392,9 +656,35 @@ static void encode_all_responses(struct qbuf *b)
 			 0);
 	encode_lease_responses(b);
 	encode_snapshot_responses(b);
+	assert_int_equal(client_proto_txn_encode(b, true, 41), 0);
+	assert_int_equal(client_proto_txn_encode(b, false, 0xffffffffffffffffULL), 0);
+	assert_int_equal(client_proto_rev_encode(b, CLIENT_REQ_COMPACT, 1234), 0);
 }
 
-#define NRESPS 20
+#define NRESPS 23
+
+static void check_txn_response(size_t i, const struct client_resp *r)
+{
+	assert_int_equal(r->status, 0);
+	switch (i) {
+	case 20:
+		assert_int_equal(r->type, CLIENT_REQ_TXN);
+		assert_true(r->succeeded);
+		assert_int_equal(r->revision, 41);
+		break;
+	case 21:
+		assert_int_equal(r->type, CLIENT_REQ_TXN);
+		assert_false(r->succeeded);
+		assert_int_equal(r->revision, 0xffffffffffffffffULL);
+		break;
+	case 22:
+		assert_int_equal(r->type, CLIENT_REQ_COMPACT);
+		assert_int_equal(r->revision, 1234);
+		break;
+	default:
+		fail();
+	}
+}
 
 static void check_lease_response(size_t i, const struct client_resp *r)
 {
@@ -451,6 +741,10 @@ static void check_lease_response(size_t i, const struct client_resp *r)
 
 static void check_response(size_t i, const struct client_resp *r)
 {
+	if (i >= 20) {
+		check_txn_response(i, r);
+		return;
+	}
 	if (i >= 18) {
 		const struct client_snapshot *s = &r->snap;
 		uint64_t off = i == 18 ? 0 : 10;
@@ -793,6 +1087,18 @@ static void test_resp_decode_rejects(void **state)
 	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), QFS_EMSG);
 	assert_null(r.events);
 	qbuf_close(&b);
+	/* A TXN answer's succeeded is 0 or 1. */
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 0);
+	qbuf_put_u8(&b, 2);
+	qbuf_put_u64(&b, 5);
+	h.type = CLIENT_REQ_TXN | CLIENT_PROTO_RESPONSE;
+	h.len = (uint32_t)b.len;
+	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), QFS_EMSG);
+	b.data[4] = 1;
+	assert_int_equal(client_proto_resp_decode(&h, b.data, b.len, &r), 0);
+	assert_true(r.succeeded);
+	qbuf_close(&b);
 	test_lease_list_decode_rejects();
 	test_snapshot_rejects();
 }
@@ -889,6 +1195,7 @@ static int receive(const uint8_t *f, size_t len)
 		struct client_req r;
 
 		rv = client_proto_req_decode(h.type, f + CLIENT_PROTO_HDR_SIZE, h.len, &r);
+		client_proto_req_free(&r);
 	}
 	return rv;
 }
@@ -1013,6 +1320,8 @@ int main(void)
 	    cmocka_unit_test(test_req_encode_rejects),
 	    cmocka_unit_test(test_header_checks),
 	    cmocka_unit_test(test_req_decode_rejects),
+	    cmocka_unit_test(test_txn_encode_rejects),
+	    cmocka_unit_test(test_txn_decode_rejects),
 	    cmocka_unit_test(test_resp_roundtrip),
 	    cmocka_unit_test(test_resp_encode_rejects),
 	    cmocka_unit_test(test_resp_decode_rejects),
