@@ -76,9 +76,12 @@ class Cluster:
     def mnt(self, i):
         return os.path.join(self.root, f"m{i}")
 
+    def log(self, i):
+        return os.path.join(self.root, f"log{i}")
+
     def start_member(self, i):
         os.makedirs(self.mnt(i), exist_ok=True)
-        with open(os.path.join(self.root, f"log{i}"), "ab") as log:
+        with open(self.log(i), "ab") as log:
             self.procs[i] = subprocess.Popen(
                 [QFS, "serve", "--name", f"n{i}", "--data-dir",
                  os.path.join(self.root, f"d{i}"), "--mount", self.mnt(i),
@@ -99,7 +102,7 @@ class Cluster:
             sts = [self.status(i) for i in (1, 2, 3)]
             for i, p in self.procs.items():
                 if p.poll() is not None:
-                    raise RuntimeError(f"n{i} exited {p.returncode}; see {self.root}/log{i}")
+                    raise RuntimeError(f"n{i} exited {p.returncode}; see {self.log(i)}")
             if all(sts) and len({s["leader"] for s in sts}) == 1 and sts[0]["leader"]:
                 return sts[0]["leader"]
             time.sleep(0.05)
@@ -158,7 +161,7 @@ class Cluster:
     def errors(self):
         out = []
         for i in self.procs:
-            with open(os.path.join(self.root, f"log{i}"), errors="replace") as f:
+            with open(self.log(i), errors="replace") as f:
                 out += [f"n{i}: {line.rstrip()}" for line in f if " error " in line]
         return out
 

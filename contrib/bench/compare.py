@@ -41,6 +41,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -234,10 +235,17 @@ def main():
               "timeout (docs/design.md, Benchmarks).\n"
               f"{time.monotonic() - t0:.0f} s; load average at the end {load1[0]:.2f} "
               f"{load1[1]:.2f} {load1[2]:.2f} (other work on this machine makes every number noisy)")
-        errs = sides[0].c.errors()
-        if errs:
-            print("quorumfs errors logged:\n  " + "\n  ".join(errs[:10]))
+    except Exception:
+        for s in sides:  # the logs go with the temporary directory: their tails first
+            for i in s.c.procs:
+                print(f"== {s.name} member {i}, last lines of its log:")
+                subprocess.run(["tail", "-n", "8", s.c.log(i)])
+        raise
     finally:
+        if sides:
+            errs = sides[0].c.errors()
+            if errs:
+                print("quorumfs errors logged:\n  " + "\n  ".join(errs[:10]))
         for s in sides:
             s.c.stop()
         if a.keep:

@@ -144,9 +144,12 @@ class EtcdCluster:
     def addr(i):
         return f"127.0.0.{i}:3237{i}"
 
+    def log(self, i):
+        return os.path.join(self.root, f"etcd{i}.log")
+
     def start_member(self, i):
         client, peer = f"http://{self.addr(i)}", f"http://127.0.0.{i}:3238{i}"
-        with open(os.path.join(self.root, f"etcd{i}.log"), "ab") as log:
+        with open(self.log(i), "ab") as log:
             self.procs[i] = subprocess.Popen(
                 [ETCD, "--name", f"e{i}", "--data-dir", os.path.join(self.root, f"etcd{i}"),
                  "--listen-client-urls", client, "--advertise-client-urls", client,
@@ -176,7 +179,7 @@ class EtcdCluster:
         while time.monotonic() < end:
             for i, p in self.procs.items():
                 if p.poll() is not None and p.returncode != -signal.SIGKILL:
-                    raise RuntimeError(f"etcd {i} exited {p.returncode}; see {self.root}/etcd{i}.log")
+                    raise RuntimeError(f"etcd {i} exited {p.returncode}; see {self.log(i)}")
             live = [i for i, p in self.procs.items() if p.poll() is None]
             sts = {i: self.member_status(i) for i in live}
             if all(sts.values()) and len({s["leader"] for s in sts.values()}) == 1:
