@@ -105,7 +105,9 @@ run: deps
 	$(MAKE) all
 	contrib/run-local.sh
 
+# etcd is installed for the side-by-side benchmark only, never for quorumfs.
 bench: deps
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="etcd-server etcd-client"
 	$(MAKE) all
 	contrib/bench/run.sh
 

@@ -6,10 +6,13 @@ as the shell commands people type (`echo v > key`, `cat key`).
 usage: latency.py MOUNT [N]
 """
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchcluster import read_file, write_file  # noqa: E402
+import workloads as wl  # noqa: E402
 
 
 def rev(mnt):
@@ -17,19 +20,8 @@ def rev(mnt):
 
 
 def stats(name, samples):
-    samples.sort()
-    med = statistics.median(samples) * 1e6
-    p99 = samples[int(len(samples) * 0.99) - 1] * 1e6
-    print(f"{name:<34} median {med:8.1f} us   p99 {p99:8.1f} us   (n={len(samples)})")
-
-
-def timed(fn, n):
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        out.append(time.perf_counter() - t)
-    return out
+    med, p99 = wl.median_p99(samples)
+    print(f"{name:<34} median {med * 1e6:8.1f} us   p99 {p99 * 1e6:8.1f} us   (n={len(samples)})")
 
 
 def main():
@@ -38,27 +30,19 @@ def main():
     os.makedirs(d, exist_ok=True)
     key = os.path.join(d, "key")
 
-    def write(i):
-        with open(key, "w") as f:
-            f.write(f"value {i}\n")
-
-    def read(_):
-        with open(key) as f:
-            f.read()
-
     before = rev(mnt)
-    w = timed(write, n)
+    w = wl.timed(lambda i: write_file(key, f"value {i}\n"), n)
     print(f"revisions per write: {(rev(mnt) - before) / n:.2f}")
     stats("open/write/close (sequential)", w)
-    stats("open/read/close", timed(read, n))
+    stats("open/read/close", wl.timed(lambda _: read_file(key), n))
     before = rev(mnt)
-    sh = timed(lambda i: subprocess.run(["sh", "-c", f"echo {i} > {key}"], check=True), n)
+    sh = wl.timed(lambda i: subprocess.run(["sh", "-c", f"echo {i} > {key}"], check=True), n)
     print(f"revisions per `echo v > key`: {(rev(mnt) - before) / n:.2f}")
     stats("sh -c 'echo v > key'", sh)
-    stats("cat key", timed(lambda _: subprocess.run(["cat", key], check=True,
-                                                   stdout=subprocess.DEVNULL), n))
+    stats("cat key", wl.timed(lambda _: subprocess.run(["cat", key], check=True,
+                                                      stdout=subprocess.DEVNULL), n))
     stats("sh -c 'true' (process spawn floor)",
-          timed(lambda _: subprocess.run(["sh", "-c", "true"], check=True), n))
+          wl.timed(lambda _: subprocess.run(["sh", "-c", "true"], check=True), n))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchcluster import Cluster, _sigterm  # noqa: E402
-from watch_latency import InotifyWait  # noqa: E402
+from benchcluster import Cluster, InotifyWait, _sigterm  # noqa: E402
 
 
 def run(c, samples, ttl):

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """Write throughput through a mounted quorumfs with W concurrent writers, each
-doing open/write/close on its own key (every close is a durable commit).
+doing open/write/close on its own key (every close is a durable commit), for
+S seconds after each has written its key once.
 
 usage: throughput.py MOUNT [WRITERS] [SECONDS]
 """
 import os
 import sys
-import threading
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchcluster import write_file  # noqa: E402
+import workloads as wl  # noqa: E402
 
 
 def main():
@@ -16,28 +20,16 @@ def main():
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 5
     d = os.path.join(mnt, "bench-throughput")
     os.makedirs(d, exist_ok=True)
-    counts = [0] * writers
-    stop = time.monotonic() + seconds
 
-    def run(w):
+    def make_writer(w):
         key = os.path.join(d, f"w{w}")
-        while time.monotonic() < stop:
-            with open(key, "w") as f:
-                f.write(f"{counts[w]}\n")
-            counts[w] += 1
+        return lambda i: write_file(key, f"{i}\n")
 
     rev0 = int(os.getxattr(mnt, "user.quorumfs.revision"))
-    threads = [threading.Thread(target=run, args=(w,)) for w in range(writers)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - t0
+    rate = wl.throughput(make_writer, writers, seconds)
     revs = int(os.getxattr(mnt, "user.quorumfs.revision")) - rev0
-    total = sum(counts)
-    print(f"{writers} writers, {elapsed:.1f} s: {total} writes, {total / elapsed:.0f} writes/s, "
-          f"{revs} revisions")
+    print(f"{writers} writers, {seconds:g} s: {rate:.0f} writes/s, {revs} revisions "
+          f"(including each writer's first write)")
 
 
 if __name__ == "__main__":
