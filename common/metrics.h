@@ -38,7 +38,14 @@
 	X(M_PROPOSAL_SECONDS, HISTOGRAM, "server_proposal_duration_seconds",                 \
 	  "Time from proposing a change through this member to its being applied here.")    \
 	X(M_PEER_RTT_SECONDS, HISTOGRAM, "network_peer_round_trip_time_seconds",             \
-	  "Heartbeat round trips from this member, as leader, to its peers.")
+	  "Heartbeat round trips from this member, as leader, to its peers.")                \
+	X(M_LOOP_BUSY_SECONDS, HISTOGRAM, "server_loop_busy_duration_seconds",               \
+	  "Time the loop thread was busy in one turn of its event loop (no heartbeats).")    \
+	X(M_IMAGE_BUILD_SECONDS, HISTOGRAM, "server_snapshot_build_duration_seconds",        \
+	  "Time to build one state machine image (a snapshot's or `snapshot save`'s) "       \
+	  "on the thread pool.")                                                             \
+	X(M_APPLY_DEFERRED_SECONDS, HISTOGRAM, "server_apply_deferred_duration_seconds",     \
+	  "Time a committed entry waited to be applied while an image was being built.")
 
 enum metric_id {
 #define QFS_METRIC_ENUM(id, kind, name, help) id,

@@ -25,7 +25,7 @@ const char cli_snapshot_save_details[] =
     "point, and writes it to FILE as a zlib-compressed, CRC-checked snapshot file.\n"
     "FILE is replaced only by a complete backup (temporary file, fsync, rename).\n"
     "Prints the revision, Raft index, size and key count. The member builds the\n"
-    "image on its loop thread, which that holds up: see docs/design.md.\n";
+    "image in the background; it applies new writes once the image is built.\n";
 
 enum save_end {
 	SAVE_OK,

@@ -1,31 +1,26 @@
 /*
  * SNAPSHOT on the client port (see client_conn.h), for `quorumfs snapshot
  * save`. A read barrier first, so the image holds every write acknowledged
- * before the request (linearizable); then server_image_save() builds the
- * image of the replicated state at the applied index, and it goes out in
+ * before the request (linearizable); then server_image_build() builds the
+ * image of the replicated state at the applied index, with its CRC, on the
+ * thread pool (the loop goes on meanwhile; committed entries wait, and a
+ * member snapshot being built is finished first), and it goes out in
  * CLIENT_PROTO_SNAPSHOT_CHUNK frames, one write in flight at a time. The
  * image stays in memory, uncompressed, until its last chunk is written, so
  * a member serves one save at a time (QFS_EBUSY for another meanwhile).
- *
- * The image is built on the loop thread, which it blocks: serializing the
- * store (every retained version of every key, see store_snapshot.c) and a
- * CRC over the result. That is the cost a member already pays for each of
- * its own snapshots; docs/design.md has measurements, and every save logs
- * how long it held the loop. Writing the chunks does not block it.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <zlib.h>
 
 #include "../common/errors.h"
 #include "../common/log.h"
-#include "../common/metrics.h"
 #include "client_conn.h"
 
 struct send {
-	struct op *op; /* holds the connection */
-	struct qbuf image;
+	struct op *op;		     /* holds the connection */
+	struct server_image img;     /* img.image: the image being sent */
 	struct client_snapshot meta; /* offset: of the next chunk */
 };
 
@@ -33,7 +28,7 @@ static void send_finish(struct send *s)
 {
 	s->op->c->port->saving = false;
 	conn_op_free(s->op);
-	qbuf_close(&s->image);
+	qbuf_close(&s->img.image);
 	free(s);
 }
 
@@ -67,7 +62,7 @@ static void send_next(struct send *s)
 	struct qbuf b;
 	int rv;
 
-	m->chunk = s->image.data + m->offset;
+	m->chunk = s->img.image.data + m->offset;
 	m->chunk_len =
 	    left < CLIENT_PROTO_SNAPSHOT_CHUNK ? (size_t)left : CLIENT_PROTO_SNAPSHOT_CHUNK;
 	qbuf_init(&b);
@@ -95,34 +90,41 @@ static int count_lease(void *arg, const struct store_lease *l)
 	return 0;
 }
 
-/* Past the read point: the image, on the loop thread (the store's only
- * writer, so it reads without the lock). */
-static void image_build(struct send *s)
+static void respond_image_err(struct conn *c, int err)
 {
-	struct conn *c = s->op->c;
-	struct server *srv = c->port->srv;
-	struct store *st = server_store(srv);
-	struct client_snapshot *m = &s->meta;
-	uint64_t t0 = metrics_now_ns();
-	int rv = server_image_save(srv, &s->image, &m->index, &m->term);
+	conn_respond_err_msg(c, CLIENT_REQ_SNAPSHOT, err,
+			     err == QFS_EAGAIN ? "the member is installing the leader's snapshot; "
+						 "try again"
+					       : qfs_strerror(err));
+}
 
-	if (rv) {
-		conn_respond_err_msg(c, CLIENT_REQ_SNAPSHOT, rv,
-				     rv == QFS_EAGAIN ? "the member is installing the leader's "
-							"snapshot or stopping; try again"
-						      : qfs_strerror(rv));
+/* The image is built; the store is still as of its index. */
+static void image_built(struct server_image *img, int err)
+{
+	struct send *s = (struct send *)((char *)img - offsetof(struct send, img));
+	struct conn *c = s->op->c;
+	struct store *st = server_store(c->port->srv);
+	struct client_snapshot *m = &s->meta;
+
+	if (c->closing) {
 		send_finish(s);
 		return;
 	}
-	m->total = s->image.len;
-	m->crc = (uint32_t)crc32_z(0, s->image.data, s->image.len);
+	if (err) {
+		respond_image_err(c, err);
+		send_finish(s);
+		return;
+	}
+	m->index = img->index;
+	m->term = img->term;
+	m->total = img->image.len;
+	m->crc = img->crc;
 	m->revision = store_revision(st);
 	m->keys = store_key_count(st);
 	store_lease_list(st, count_lease, &m->leases);
 	LOG_INFO("snapshot save for %s: image of %" PRIu64 " bytes at index %" PRIu64
-		 " (revision %" PRIu64 ", %" PRIu64 " keys) built in %.1f ms on the loop thread",
-		 c->name, m->total, m->index, m->revision, m->keys,
-		 (double)(metrics_now_ns() - t0) / 1e6);
+		 " (revision %" PRIu64 ", %" PRIu64 " keys)",
+		 c->name, m->total, m->index, m->revision, m->keys);
 	send_next(s);
 }
 
@@ -140,7 +142,11 @@ static void on_read_ready(void *arg, int err)
 		send_finish(s);
 		return;
 	}
-	image_build(s);
+	err = server_image_build(c->port->srv, &s->img, true, image_built);
+	if (err) {
+		respond_image_err(c, err);
+		send_finish(s);
+	}
 }
 
 void client_snapshot_start(struct conn *c, const struct client_req *r)
@@ -164,7 +170,7 @@ void client_snapshot_start(struct conn *c, const struct client_req *r)
 		return;
 	}
 	s->op = op;
-	qbuf_init(&s->image);
+	qbuf_init(&s->img.image);
 	c->port->saving = true;
 	rv = server_read_barrier(c->port->srv, on_read_ready, s);
 	if (rv) {

@@ -16,6 +16,7 @@
  * snapshots, the lease keeper, recovery and the view for other threads are
  * in the server_*.c files beside it (server_impl.h lists them).
  */
+#include <assert.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -76,6 +77,16 @@ static struct work *take_proposal(struct server *srv, uint64_t id)
 
 /* ---- Applying ------------------------------------------------------------ */
 
+/* Every change of the store on the loop thread goes through here. Never
+ * while an image is being built (server_defer.c holds entries back): the
+ * worker holds the read lock, and the loop would stop here until it is
+ * done. */
+static void store_wrlock(struct server *srv)
+{
+	assert(!srv->image_running);
+	pthread_rwlock_wrlock(&srv->lock);
+}
+
 static void apply_normal(struct server *srv, const struct raft_entry *e)
 {
 	struct store_result res = {0};
@@ -84,7 +95,7 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 	int fresh, type;
 
 	if (e->len < ENTRY_HEADER_SIZE) { /* the leader's empty entry of its term */
-		pthread_rwlock_wrlock(&srv->lock);
+		store_wrlock(srv);
 		store_skip(srv->store, e->index);
 		pthread_rwlock_unlock(&srv->lock);
 		return;
@@ -97,7 +108,7 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 		LOG_ERROR("out of memory applying entry %llu", (unsigned long long)e->index);
 		abort(); /* members must not diverge */
 	}
-	pthread_rwlock_wrlock(&srv->lock);
+	store_wrlock(srv);
 	if (!fresh || type == ENTRY_MEMBER)
 		store_skip(srv->store, e->index);
 	else if (store_apply(srv->store, e->index, e->data, e->len, &res) != 0)
@@ -115,7 +126,7 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 		finish_proposal(srv, w, 0, &res);
 }
 
-static void apply_entry(struct server *srv, const struct raft_entry *e)
+void server_entry_apply(struct server *srv, const struct raft_entry *e)
 {
 	uint64_t t0 = metrics_now_ns();
 
@@ -124,7 +135,7 @@ static void apply_entry(struct server *srv, const struct raft_entry *e)
 	if (e->type == RAFT_ENTRY_NORMAL) {
 		apply_normal(srv, e);
 	} else {
-		pthread_rwlock_wrlock(&srv->lock);
+		store_wrlock(srv);
 		store_skip(srv->store, e->index);
 		pthread_rwlock_unlock(&srv->lock);
 		if (e->type == RAFT_ENTRY_CONF)
@@ -281,7 +292,7 @@ void server_ready_process(struct server *srv)
 		}
 		send_msgs(srv, rd.msgs, rd.nmsgs);
 		for (size_t i = 0; i < rd.ncommitted; i++)
-			apply_entry(srv, &rd.committed[i]);
+			server_committed_apply(srv, &rd.committed[i]);
 		for (size_t i = 0; i < rd.nreads; i++) {
 			for (struct work *w = srv->reads; w; w = w->next) {
 				if (w->id == rd.reads[i].ctx && !w->read_index)
@@ -325,8 +336,13 @@ static void on_durable(void *arg, uint64_t seq, int err)
 		LOG_ERROR("stopping: the WAL can no longer be written");
 		server_shutdown(srv);
 	}
-	if (srv->installing && seq >= srv->install_seq)
-		server_snapshot_install(srv);
+	if (srv->installing && seq >= srv->install_seq) {
+		struct raft_snapshot snap = srv->install;
+
+		srv->installing = false;
+		srv->install.buf = NULL;
+		server_install_apply(srv, &snap); /* takes snap.buf */
+	}
 	if (!err && srv->raft)
 		raft_persisted(srv->raft, seq);
 	server_ready_process(srv);
@@ -442,6 +458,9 @@ static void on_wake(uv_async_t *h)
 static void expire(struct server *srv)
 {
 	uint64_t now = server_now_ms(srv);
+	/* A proposal held back with the committed entries is not lost: resent
+	 * now, it would only be applied twice as a duplicate. */
+	bool resend = !server_deferred_holding(srv);
 
 	for (struct work **pp = &srv->proposals; *pp;) {
 		struct work *w = *pp;
@@ -454,7 +473,7 @@ static void expire(struct server *srv)
 			finish_proposal(srv, w, QFS_ETIMEDOUT, NULL);
 			continue;
 		}
-		if (now >= w->next_try)
+		if (resend && now >= w->next_try)
 			try_proposal(srv, w);
 		pp = &w->next;
 	}
@@ -471,6 +490,39 @@ static void expire(struct server *srv)
 		pp = &w->next;
 	}
 	server_member_ops_expire(srv);
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+/* Before each wait for events: how long the turn of the loop that just
+ * ended kept the thread busy (its length less the time it waited), the
+ * longest time nothing was answered, heartbeats included. Half an election
+ * timeout is worth a warning: followers may start an election. The CPU
+ * time tells work from a thread that waited for a CPU. */
+static void on_prepare(uv_prepare_t *h)
+{
+	struct server *srv = h->data;
+	uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(&srv->loop), busy;
+	uint64_t cpu = thread_cpu_ns();
+
+	if (srv->turn_ns) {
+		busy = now - srv->turn_ns - (idle - srv->turn_idle_ns);
+		metrics_observe_ns(srv->metrics, M_LOOP_BUSY_SECONDS, busy);
+		if (busy >= srv->cfg->election_ms * 500000ull)
+			LOG_WARN("the loop thread was busy for %llu ms (%llu ms on a CPU): no "
+				 "heartbeats meanwhile",
+				 (unsigned long long)(busy / 1000000),
+				 (unsigned long long)((cpu - srv->turn_cpu_ns) / 1000000));
+	}
+	srv->turn_ns = now;
+	srv->turn_idle_ns = idle;
+	srv->turn_cpu_ns = cpu;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -580,7 +632,8 @@ void server_stop_finish(struct server *srv)
 	pthread_mutex_lock(&srv->mu);
 	stopping = srv->stopping && !srv->submitted;
 	pthread_mutex_unlock(&srv->mu);
-	if (!stopping || srv->stopped || srv->snapshot_running)
+	if (!stopping || srv->stopped || srv->snapshot_running || server_image_busy(srv) ||
+	    srv->deferred)
 		return;
 	/* In-flight proposals finish (or time out) before the mount goes. */
 	if (srv->proposals && !srv->wal_failed)
@@ -608,6 +661,8 @@ void server_stop_finish(struct server *srv)
 	srv->transport = NULL;
 	uv_timer_stop(&srv->ticker);
 	uv_close((uv_handle_t *)&srv->ticker, on_closed);
+	uv_close((uv_handle_t *)&srv->turn, on_closed);
+	uv_close((uv_handle_t *)&srv->drain, on_closed);
 	uv_close((uv_handle_t *)&srv->wake, on_closed);
 	uv_close((uv_handle_t *)&srv->sigterm, on_closed);
 	uv_close((uv_handle_t *)&srv->sigint, on_closed);
@@ -711,11 +766,13 @@ int server_create(const struct config *cfg, struct server **out)
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_rwlock_init(&srv->lock, NULL);
 	uv_loop_init(&srv->loop);
+	uv_loop_configure(&srv->loop, UV_METRICS_IDLE_TIME); /* for on_prepare() */
 	if ((rv = metrics_create(&srv->metrics)) || (rv = load_peer_tls(srv)) ||
 	    (rv = server_data_dir_open(srv)) || (rv = store_create(&scfg, &srv->store)))
 		goto err;
 	if ((rv = server_recover(srv, &wal)))
 		goto err;
+	server_image_init(srv);
 	if ((rv = syncer_create(&srv->loop, cfg->data_dir, wal, srv->metrics, on_durable, srv,
 				&srv->syncer))) {
 		wal_close(wal);
@@ -729,6 +786,10 @@ int server_create(const struct config *cfg, struct server **out)
 	uv_timer_init(&srv->loop, &srv->ticker);
 	srv->ticker.data = srv;
 	uv_timer_start(&srv->ticker, on_tick, cfg->heartbeat_ms, cfg->heartbeat_ms);
+	server_deferred_init(srv);
+	uv_prepare_init(&srv->loop, &srv->turn);
+	srv->turn.data = srv;
+	uv_prepare_start(&srv->turn, on_prepare);
 	uv_signal_init(&srv->loop, &srv->sigterm);
 	uv_signal_init(&srv->loop, &srv->sigint);
 	srv->sigterm.data = srv->sigint.data = srv;
@@ -782,6 +843,7 @@ void server_destroy(struct server *srv)
 	uv_loop_close(&srv->loop);
 	stream_tls_destroy(srv->peer_tls); /* every stream closed with the loop */
 	raft_buf_unref(srv->install.buf);
+	server_deferred_drop(srv);
 	raft_destroy(srv->raft);
 	store_destroy(srv->store);
 	raft_dedup_close(&srv->dedup);

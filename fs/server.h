@@ -178,12 +178,38 @@ int64_t server_lease_min_ttl_ms(const struct server *srv);
 
 /*
  * A consistent image of the replicated state (fs/image.h: what a snapshot
- * holds) at the applied index, appended to out, with that index and its
- * term: for `snapshot save`. Loop thread, which it blocks while the store
- * is serialized (every retained version of every key). QFS_EAGAIN while a
- * leader's snapshot is being installed or stopping, QFS_ENOMEM.
+ * holds) at the applied index, built on the libuv thread pool while the
+ * loop goes on (fs/server_image.c; committed entries wait meanwhile): for
+ * `snapshot save`, and this member's own snapshots. One image is built at a
+ * time; a request made meanwhile waits its turn (in order) and takes its
+ * image at the applied index when its turn comes.
+ *
+ * The caller owns img (embedded wherever it likes) and img->image, which it
+ * qbuf_init()s before and qbuf_close()s after; img must stay put until cb
+ * has run. Returns 0 (cb will run once, on the loop thread, never inside
+ * this call), or QFS_EAGAIN (a leader's snapshot is being installed: try
+ * later) or QFS_ESHUTDOWN (stopping), and cb will not run. cb's err: 0
+ * with image, index and term filled in (crc too when asked for), or
+ * QFS_EAGAIN / QFS_ESHUTDOWN when the request's turn came too late,
+ * QFS_ENOMEM. cb runs before anything committed meanwhile is applied: the
+ * store still is as of img->index during cb (its revision, key count).
  */
-int server_image_save(struct server *srv, struct qbuf *out, uint64_t *index, uint64_t *term);
+struct server_image;
+typedef void (*server_image_cb)(struct server_image *img, int err);
+struct server_image {
+	struct qbuf image;
+	uint64_t index, term;
+	uint32_t crc; /* CRC32 (zlib) of image, when asked for */
+	/* private (fs/server_image.c) */
+	struct server *srv;
+	server_image_cb cb;
+	bool want_crc;
+	int err;
+	uint64_t queued_ns, build_ns;
+	uv_work_t work;
+	struct server_image *next;
+};
+int server_image_build(struct server *srv, struct server_image *img, bool crc, server_image_cb cb);
 
 /* The loop, for the client port's handles. */
 uv_loop_t *server_loop(struct server *srv);

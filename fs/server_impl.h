@@ -7,8 +7,10 @@
  *                        apply; proposals and read points from any thread
  *   server_membership.c  membership changes, the address book and the links
  *                        to peers
- *   server_snapshot.c    state machine images, snapshots, installing the
- *                        leader's snapshot, compaction
+ *   server_snapshot.c    loading images, this member's snapshots,
+ *                        installing the leader's snapshot, compaction
+ *   server_image.c       building images on the thread pool, one at a time
+ *   server_defer.c       committed entries held back while an image is built
  *   server_lease.c       the lease keeper (expiry) and lease id rules
  *   server_recover.c     the data dir, snapshot + WAL replay at startup, the
  *                        first members, --join
@@ -17,7 +19,13 @@
  * Threads: everything here runs on the loop thread unless a field or a
  * function says otherwise. Other threads touch only what mu guards, the
  * store under the read lock, snapshot_index (atomic), and the read-only
- * fields set by server_create().
+ * fields set by server_create(); the thread-pool worker building an image
+ * reads the store under the read lock, and its image (server_image.c).
+ *
+ * While an image is being built nothing on the loop changes the store, the
+ * dedup table or the address book: whatever would (committed entries, a
+ * leader's snapshot) is held back in server_defer.c and applied, in order,
+ * once the image is done.
  */
 #ifndef QFS_SERVER_IMPL_H
 #define QFS_SERVER_IMPL_H
@@ -101,6 +109,9 @@ struct server {
 	uv_loop_t loop;
 	uv_async_t wake;
 	uv_timer_t ticker;
+	uv_prepare_t turn;		/* measures each turn of the loop */
+	uint64_t turn_ns, turn_idle_ns; /* when the last turn began, idle time then */
+	uint64_t turn_cpu_ns;		/* and the thread's CPU time then */
 	uv_signal_t sigterm, sigint;
 	struct raft *raft;
 	struct transport *transport;
@@ -142,16 +153,30 @@ struct server {
 	size_t nremovals;
 
 	/* Snapshots and compaction (server_snapshot.c). snapshot_index is
-	 * stored atomically: server_status() reads it from any thread. The
-	 * snapshot_image fields belong to the thread pool while
-	 * snapshot_running. */
+	 * stored atomically: server_status() reads it from any thread.
+	 * snapshot_running from the image request until the file is written;
+	 * snapshot_img and snapshot_buf (Raft's copy of it, made there) belong
+	 * to the thread pool meanwhile. */
 	uint64_t snapshot_index;
 	bool snapshot_running;
+	struct server_image snapshot_img;
+	struct raft_buf *snapshot_buf;
 	uv_work_t snapshot_work;
-	struct qbuf snapshot_image;
-	uint64_t snapshot_image_index, snapshot_image_term;
 	int snapshot_result;
 	bool compact_pending;
+
+	/* Image builds (server_image.c): the one on the thread pool, and those
+	 * waiting their turn, in order. image_delay_ms: a test's slow store
+	 * (QFS_TEST_IMAGE_DELAY_MS), 0 normally. */
+	struct server_image *image_running;
+	struct server_image *image_queue;
+	unsigned image_delay_ms;
+
+	/* Held back while an image is built (server_defer.c): FIFO, and the
+	 * handle that applies it a slice per turn of the loop after. */
+	struct deferred *deferred, **deferred_tail;
+	size_t installs_held; /* leader snapshots among them */
+	uv_idle_t drain;
 
 	/* Lease keeper (server_lease.c). */
 	size_t expiring; /* leases in the expiry round in flight; 0 = none */
@@ -176,11 +201,15 @@ static inline uint64_t server_now_ms(struct server *srv)
 }
 
 /* ---- server.c ------------------------------------------------------------ */
-/* Handles a Raft ready: persist, send, apply, answer read points; then the
- * follow-ups (snapshot, compaction, publishing, stop). */
+/* Handles a Raft ready: persist, send, apply (or hold back), answer read
+ * points; then the follow-ups (snapshot, compaction, publishing, stop). */
 void server_ready_process(struct server *srv);
+/* Applies one committed entry to the store, dedup table and book, with
+ * everything that goes with it (server_defer.c decides when). */
+void server_entry_apply(struct server *srv, const struct raft_entry *e);
 /* Completes a stop once one began and nothing holds it back (submitted work,
- * a running snapshot, in-flight proposals); otherwise returns at once. */
+ * a snapshot or image being built, entries held back, in-flight proposals);
+ * otherwise returns at once. */
 void server_stop_finish(struct server *srv);
 
 /* ---- server_membership.c ------------------------------------------------- */
@@ -204,12 +233,38 @@ void server_addresses_publish(struct server *srv);
 /* Loads a state machine image (untrusted: from disk or a leader) into the
  * store, dedup table and book; m gets the configuration it holds. */
 int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct raft_members *m);
-/* Loads the leader's snapshot (srv->install) once it is durable. */
-void server_snapshot_install(struct server *srv);
+/* Loads a leader's snapshot once it is durable (server_defer.c decides
+ * when). */
+void server_snapshot_install(struct server *srv, const struct raft_snapshot *snap);
 /* Starts a snapshot when --snapshot-entries were applied since the last. */
 void server_snapshot_take(struct server *srv);
 /* Leader: proposes a compaction when --auto-compact-revisions says so. */
 void server_compact_propose(struct server *srv);
+
+/* ---- server_image.c ------------------------------------------------------ */
+/* Reads QFS_TEST_IMAGE_DELAY_MS (server_create()). */
+void server_image_init(struct server *srv);
+/* True while an image is being built or waits its turn: a stop waits. */
+bool server_image_busy(const struct server *srv);
+
+/* ---- server_defer.c ------------------------------------------------------ */
+/* A committed entry from a ready: applied now, or queued (with a reference
+ * to its bytes) behind what is held back while an image is built. */
+void server_committed_apply(struct server *srv, const struct raft_entry *e);
+/* A leader's snapshot is durable: loaded now, or queued in its place;
+ * takes over snap->buf. */
+void server_install_apply(struct server *srv, struct raft_snapshot *snap);
+/* True while committed entries are held back (an image is being built,
+ * or what it held back is still being applied). */
+bool server_deferred_holding(const struct server *srv);
+/* Initializes the drain handle (server_create()). */
+void server_deferred_init(struct server *srv);
+/* Once the image is done: applies what was held back, in order, until
+ * nothing is left or another build begins; a slice at a time, the rest on
+ * the next turns of the loop. */
+void server_deferred_apply(struct server *srv);
+/* Frees whatever is still held back (server_destroy()). */
+void server_deferred_drop(struct server *srv);
 
 /* ---- server_lease.c ------------------------------------------------------ */
 /* Leader: expires the leases that are due, after a read barrier. */

@@ -1,17 +1,19 @@
 /*
  * Snapshots and compaction. A state machine image (fs/image.h) is the Raft
  * configuration, the address book, the dedup table and the store,
- * versioned; server_image_save() makes one, for this member's snapshots and
- * for `snapshot save` (fs/client_snapshot.c).
+ * versioned; server_image.c builds one (for this member's snapshots and
+ * for `snapshot save`), server_image_load() here loads one.
  *
- * This member takes a snapshot every --snapshot-entries applied entries: the
- * image on the loop thread (a consistent state), compression and fsync on the
- * libuv thread pool; then the Raft log and the WAL are compacted up to it. A
- * snapshot from the leader is loaded once the syncer made it durable
- * (server.c hands it over). Compacting the store's revision history is a
- * separate thing: the leader proposes it through the log
- * (--auto-compact-revisions). Loop thread, but for snapshot_write().
+ * This member takes a snapshot every --snapshot-entries applied entries:
+ * the image on the libuv thread pool (committed entries wait meanwhile, so
+ * it is one consistent state), then compression and fsync there too; then
+ * the Raft log and the WAL are compacted up to it. A snapshot from the
+ * leader is loaded once the syncer made it durable (server.c hands it over,
+ * server_defer.c after any image being built). Compacting the store's
+ * revision history is a separate thing: the leader proposes it through the
+ * log (--auto-compact-revisions). Loop thread, but for snapshot_write().
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +33,7 @@ int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct r
 
 	if (rv)
 		return rv;
+	assert(!srv->image_running); /* server_defer.c holds a leader's snapshot back */
 	pthread_rwlock_wrlock(&srv->lock);
 	rv = store_snapshot_load(srv->store, img.store, img.store_len);
 	pthread_rwlock_unlock(&srv->lock);
@@ -46,58 +49,46 @@ int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct r
 	return rv;
 }
 
-int server_image_save(struct server *srv, struct qbuf *out, uint64_t *index, uint64_t *term)
-{
-	uint64_t applied = store_applied_index(srv->store);
-	struct raft_members m;
-	int rv;
-
-	/* While a leader's snapshot is being installed the store is about to
-	 * be replaced; and an index the log no longer has gives no term. */
-	if (srv->installing || srv->stopped || raft_members_at(srv->raft, applied, &m) ||
-	    raft_term_at(srv->raft, applied, term))
-		return QFS_EAGAIN;
-	*index = applied;
-	rv = image_head_encode(&m, &srv->book, &srv->dedup, out);
-	return rv ? rv : store_snapshot_save(srv->store, out);
-}
-
 /* ---- The leader's snapshot ----------------------------------------------- */
 
-void server_snapshot_install(struct server *srv)
+void server_snapshot_install(struct server *srv, const struct raft_snapshot *snap)
 {
 	struct raft_members m;
 
-	srv->installing = false;
-	if (server_image_load(srv, srv->install.data, srv->install.len, &m) != 0) {
+	if (server_image_load(srv, snap->data, snap->len, &m) != 0) {
 		LOG_ERROR("snapshot %llu from the leader does not load; stopping",
-			  (unsigned long long)srv->install.index);
+			  (unsigned long long)snap->index);
 		abort(); /* applied state would diverge */
 	}
-	__atomic_store_n(&srv->snapshot_index, srv->install.index, __ATOMIC_RELAXED);
-	LOG_INFO("installed the leader's snapshot at index %llu",
-		 (unsigned long long)srv->install.index);
-	raft_buf_unref(srv->install.buf);
-	srv->install.buf = NULL;
+	__atomic_store_n(&srv->snapshot_index, snap->index, __ATOMIC_RELAXED);
+	LOG_INFO("installed the leader's snapshot at index %llu", (unsigned long long)snap->index);
 	server_peers_sync(srv);
 }
 
 /* ---- This member's snapshots --------------------------------------------- */
 
-/* Thread pool. */
+/* Thread pool. The copy Raft keeps (to send followers that are too far
+ * behind) is made here too, and the image freed: for a big store, copying
+ * and freeing it cost the loop tens of milliseconds. */
 static void snapshot_write(uv_work_t *w)
 {
 	struct server *srv = w->data;
+	struct server_image *img = &srv->snapshot_img;
 
-	srv->snapshot_result =
-	    snapfile_write(srv->cfg->data_dir, srv->snapshot_image_index, srv->snapshot_image_term,
-			   srv->snapshot_image.data, srv->snapshot_image.len, 2);
+	srv->snapshot_result = snapfile_write(srv->cfg->data_dir, img->index, img->term,
+					      img->image.data, img->image.len, 2);
+	if (srv->snapshot_result == 0) {
+		srv->snapshot_buf = raft_buf_new(img->image.data, img->image.len);
+		if (!srv->snapshot_buf)
+			srv->snapshot_result = QFS_ENOMEM;
+	}
+	qbuf_close(&img->image);
 }
 
 static void snapshot_done(uv_work_t *w, int status)
 {
 	struct server *srv = w->data;
-	uint64_t index = srv->snapshot_image_index;
+	uint64_t index = srv->snapshot_img.index;
 	uint64_t keep =
 	    srv->cfg->snapshot_entries / 2 < 5000 ? srv->cfg->snapshot_entries / 2 : 5000;
 
@@ -106,39 +97,54 @@ static void snapshot_done(uv_work_t *w, int status)
 	if (srv->snapshot_result != 0) {
 		LOG_WARN("snapshot at index %llu failed: %s", (unsigned long long)index,
 			 qfs_strerror(srv->snapshot_result));
-	} else if (!srv->stopped) {
+	} else if (!srv->stopped && index > srv->snapshot_index) {
+		/* (A leader's snapshot installed meanwhile is newer: keep it.) */
 		__atomic_store_n(&srv->snapshot_index, index, __ATOMIC_RELAXED);
-		raft_compact(srv->raft, index, srv->snapshot_image.data, srv->snapshot_image.len,
-			     keep);
+		raft_compact_buf(srv->raft, index, srv->snapshot_buf, keep);
+		srv->snapshot_buf = NULL;
 		syncer_compact(srv->syncer, index);
 		metrics_add(srv->metrics, M_SNAPSHOTS, 1);
 		LOG_INFO("snapshot at index %llu written", (unsigned long long)index);
 	}
-	qbuf_close(&srv->snapshot_image);
+	raft_buf_unref(srv->snapshot_buf);
+	srv->snapshot_buf = NULL;
 	server_stop_finish(srv);
+}
+
+static void snapshot_built(struct server_image *img, int err)
+{
+	struct server *srv = img->srv;
+
+	if (err) {
+		if (err != QFS_EAGAIN && err != QFS_ESHUTDOWN)
+			LOG_WARN("snapshot image at %llu failed: %s",
+				 (unsigned long long)img->index, qfs_strerror(err));
+		qbuf_close(&img->image);
+		srv->snapshot_running = false;
+		return;
+	}
+	srv->snapshot_work.data = srv;
+	uv_queue_work(&srv->loop, &srv->snapshot_work, snapshot_write, snapshot_done);
 }
 
 void server_snapshot_take(struct server *srv)
 {
-	uint64_t applied = store_applied_index(srv->store), index = 0, term = 0;
+	uint64_t applied = store_applied_index(srv->store);
 	int rv;
 
 	if (srv->snapshot_running || applied - srv->snapshot_index < srv->cfg->snapshot_entries)
 		return;
-	qbuf_init(&srv->snapshot_image);
-	rv = server_image_save(srv, &srv->snapshot_image, &index, &term);
+	qbuf_init(&srv->snapshot_img.image);
+	rv = server_image_build(srv, &srv->snapshot_img, false, snapshot_built);
 	if (rv) {
-		if (rv != QFS_EAGAIN) /* EAGAIN: not now, the next ready tries again */
+		/* EAGAIN: the next ready tries again. */
+		if (rv != QFS_EAGAIN && rv != QFS_ESHUTDOWN)
 			LOG_WARN("snapshot image at %llu failed: %s", (unsigned long long)applied,
 				 qfs_strerror(rv));
-		qbuf_close(&srv->snapshot_image);
+		qbuf_close(&srv->snapshot_img.image);
 		return;
 	}
-	srv->snapshot_image_index = index;
-	srv->snapshot_image_term = term;
 	srv->snapshot_running = true;
-	srv->snapshot_work.data = srv;
-	uv_queue_work(&srv->loop, &srv->snapshot_work, snapshot_write, snapshot_done);
 }
 
 /* ---- Compacting the revision history ------------------------------------- */

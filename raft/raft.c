@@ -488,21 +488,23 @@ int raft_transfer(struct raft *r, uint64_t to)
 	return 0;
 }
 
-int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, size_t len, uint64_t keep)
+static int compact_check(const struct raft *r, uint64_t index, uint64_t *term)
 {
-	struct raft_snapshot img = {.index = index, .len = len};
+	if (index > r->applied || index < r->img.index || index < r->log.snap_index)
+		return QFS_EINVAL;
+	return raft_log_term(&r->log, index, term) ? QFS_EINVAL : 0;
+}
+
+int raft_compact_buf(struct raft *r, uint64_t index, struct raft_buf *buf, uint64_t keep)
+{
+	struct raft_snapshot img = {.index = index, .len = buf->len, .data = buf->data, .buf = buf};
 	uint64_t upto = index > keep ? index - keep : 0;
 
-	if (index > r->applied || index < r->img.index || index < r->log.snap_index ||
-	    (len && !data))
+	if (compact_check(r, index, &img.term)) {
+		raft_buf_unref(buf);
 		return QFS_EINVAL;
-	if (raft_log_term(&r->log, index, &img.term))
-		return QFS_EINVAL;
+	}
 	raft_conf_at(r, index, &img.members);
-	img.buf = raft_buf_new(data, len);
-	if (!img.buf)
-		return QFS_ENOMEM;
-	img.data = img.buf->data;
 	img_release(&r->img);
 	r->img = img;
 	if (r->snap_durable < index)
@@ -512,6 +514,19 @@ int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, size_t len
 		raft_log_compact(&r->log, upto);
 	}
 	return 0;
+}
+
+int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, size_t len, uint64_t keep)
+{
+	struct raft_buf *buf;
+	uint64_t term;
+
+	if ((len && !data) || compact_check(r, index, &term))
+		return QFS_EINVAL;
+	buf = raft_buf_new(data, len);
+	if (!buf)
+		return QFS_ENOMEM;
+	return raft_compact_buf(r, index, buf, keep);
 }
 
 int raft_members_at(const struct raft *r, uint64_t index, struct raft_members *out)

@@ -351,6 +351,11 @@ int raft_transfer(struct raft *r, uint64_t to);
  * After this the caller may drop its stored log entries <= index - keep.
  */
 int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, size_t len, uint64_t keep);
+/* The same without a copy: takes over the caller's reference to buf (the
+ * image's bytes), also when it fails. For an image of hundreds of MB made
+ * elsewhere: raft_buf_new() may run on any thread, for a buffer nobody else
+ * holds until it is handed to this call on the core's thread. */
+int raft_compact_buf(struct raft *r, uint64_t index, struct raft_buf *buf, uint64_t keep);
 
 /* The configuration in effect at index (snapshot index <= index <= last),
  * to store with a snapshot taken at index. 0 or QFS_ENOENT. */

@@ -25,14 +25,16 @@ void sim_stats_print(const char *who)
 	       "%llu leaders elected (max term %llu), %llu snapshots installed, "
 	       "%llu membership changes committed (%llu leader self-removals proposed), %llu "
 	       "transfers "
-	       "requested, %llu writes, %llu reads\n",
+	       "requested, %llu writes, %llu reads, %llu background images (%llu entries and "
+	       "%llu leader snapshots held back)\n",
 	       who, (unsigned long long)t->schedules, (unsigned long long)t->steps,
 	       (unsigned long long)t->msgs, (unsigned long long)t->dropped,
 	       (unsigned long long)t->crashes, (unsigned long long)t->elections,
 	       (unsigned long long)t->max_term, (unsigned long long)t->snapshots_sent,
 	       (unsigned long long)t->confs_committed, (unsigned long long)t->leader_removed,
 	       (unsigned long long)t->transfers, (unsigned long long)t->writes,
-	       (unsigned long long)t->reads);
+	       (unsigned long long)t->reads, (unsigned long long)t->holds,
+	       (unsigned long long)t->held, (unsigned long long)t->held_snaps);
 }
 
 static char trace_ring[TRACE_LINES][TRACE_LEN];
@@ -240,6 +242,46 @@ static void sm_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
 	sim_clients_on_node_applied(s, n);
 }
 
+/* ---- images built in the background ------------------------------------------ */
+
+static void held_push(struct sim_node *n, const struct raft_entry *e,
+		      const struct raft_snapshot *sn)
+{
+	struct sim_held *h;
+
+	if (n->nheld == n->caph) {
+		n->caph = n->caph ? n->caph * 2 : 16;
+		n->held = realloc(n->held, n->caph * sizeof(*n->held));
+	}
+	h = &n->held[n->nheld++];
+	memset(h, 0, sizeof(*h));
+	h->snap = sn != NULL;
+	if (sn) {
+		sim_stats.held_snaps++;
+		h->sn = *sn;
+		h->sn.buf = raft_buf_ref(sn->buf);
+	} else {
+		raft_entry_copy(&h->e, e);
+		sim_stats.held++;
+	}
+}
+
+static void held_drop(struct sim_node *n)
+{
+	for (size_t i = 0; i < n->nheld; i++) {
+		if (n->held[i].snap)
+			raft_buf_unref(n->held[i].sn.buf);
+		else
+			raft_entry_release(&n->held[i].e);
+	}
+	free(n->held);
+	n->held = NULL;
+	n->nheld = n->caph = 0;
+	if (n->hold_until)
+		qbuf_close(&n->image);
+	n->hold_until = 0;
+}
+
 /* ---- members ---------------------------------------------------------------- */
 
 static void node_opts(struct sim *s, struct sim_node *n, struct raft_options *o)
@@ -297,6 +339,7 @@ static void node_stop(struct sim *s, struct sim_node *n, bool crash)
 		write_free(&n->writes[i]);
 	}
 	n->nwrites = 0;
+	held_drop(n);
 	raft_destroy(n->r);
 	n->r = NULL;
 	store_destroy(n->st);
@@ -324,7 +367,9 @@ static void disk_write(struct sim_disk *d, const struct sim_write *w)
 static void write_complete(struct sim *s, struct sim_node *n, struct sim_write *w)
 {
 	disk_write(&n->disk, w);
-	if (w->snap.index)
+	if (w->snap.index && n->hold_until)
+		held_push(n, NULL, &w->snap);
+	else if (w->snap.index)
 		sm_load(s, n, &w->snap);
 	raft_persisted(n->r, w->seq);
 }
@@ -466,8 +511,12 @@ static void process_ready(struct sim *s, struct sim_node *n)
 		}
 		for (size_t i = 0; i < rd.nmsgs; i++)
 			net_send(s, &rd.msgs[i]);
-		for (size_t i = 0; i < rd.ncommitted; i++)
-			sm_apply(s, n, &rd.committed[i]);
+		for (size_t i = 0; i < rd.ncommitted; i++) {
+			if (n->hold_until)
+				held_push(n, &rd.committed[i], NULL);
+			else
+				sm_apply(s, n, &rd.committed[i]);
+		}
 		for (size_t i = 0; i < rd.nreads; i++)
 			sim_clients_on_read_state(s, n, rd.reads[i].ctx, rd.reads[i].index);
 		raft_ready_free(&rd);
@@ -492,31 +541,86 @@ static void disks_step(struct sim *s)
 	}
 }
 
+/* The member made its image at index durable: compaction follows. A leader's
+ * snapshot loaded since is newer: the core refuses the old image then. */
+static void snapshot_compact(struct sim *s, struct sim_node *n, uint64_t index,
+			     const struct qbuf *b)
+{
+	if (index > n->disk.snap.index &&
+	    raft_compact(n->r, index, b->data, b->len, sim_below(s, 4)) == 0) {
+		struct raft_snapshot sn = {.index = index, .data = b->data, .len = b->len};
+
+		raft_term_at(n->r, index, &sn.term);
+		sn.buf = raft_buf_new(b->data, b->len);
+		sn.data = sn.buf->data;
+		if (raft_members_at(n->r, index, &sn.members))
+			sim_fail(s, "no configuration at %llu", (unsigned long long)index);
+		raft_buf_unref(n->disk.snap.buf);
+		n->disk.snap = sn;
+		disk_drop_upto(&n->disk, index);
+		sim_trace(s, "n%llu snapshot at %llu", (unsigned long long)n->id,
+			  (unsigned long long)index);
+	}
+}
+
+/* An image is taken now; nothing changes the state until it is done. For a
+ * snapshot (compact) or, like `snapshot save`, for someone else. */
+static void hold_start(struct sim *s, struct sim_node *n, bool compact)
+{
+	qbuf_init(&n->image);
+	sm_save(n, &n->image);
+	n->image_index = store_applied_index(n->st);
+	n->image_compact = compact;
+	n->hold_until = s->now + 1 + sim_below(s, s->p.hold_max);
+	sim_stats.holds++;
+	sim_trace(s, "n%llu builds an image at %llu until t=%llu%s", (unsigned long long)n->id,
+		  (unsigned long long)n->image_index, (unsigned long long)n->hold_until,
+		  compact ? "" : " (a save)");
+}
+
 static void maybe_snapshot(struct sim *s, struct sim_node *n)
 {
 	uint64_t applied = store_applied_index(n->st);
 	struct qbuf b;
 
-	if (applied < n->disk.snap.index + s->p.snap_every)
+	if (n->hold_until || applied < n->disk.snap.index + s->p.snap_every)
 		return;
+	if (s->p.hold_max && sim_below(s, 2)) {
+		hold_start(s, n, true);
+		return;
+	}
 	qbuf_init(&b);
 	sm_save(n, &b);
-	if (raft_compact(n->r, applied, b.data, b.len, sim_below(s, 4)) == 0) {
-		struct raft_snapshot sn = {.index = applied, .data = b.data, .len = b.len};
-
-		raft_term_at(n->r, applied, &sn.term);
-		sn.buf = raft_buf_new(b.data, b.len);
-		sn.data = sn.buf->data;
-		/* The member made its own image durable before compacting. */
-		if (raft_members_at(n->r, applied, &sn.members))
-			sim_fail(s, "no configuration at %llu", (unsigned long long)applied);
-		raft_buf_unref(n->disk.snap.buf);
-		n->disk.snap = sn;
-		disk_drop_upto(&n->disk, applied);
-		sim_trace(s, "n%llu snapshot at %llu", (unsigned long long)n->id,
-			  (unsigned long long)applied);
-	}
+	snapshot_compact(s, n, applied, &b);
 	qbuf_close(&b);
+}
+
+/* The image is done: compact with it, then apply what waited, in order. */
+static void hold_step(struct sim *s, struct sim_node *n)
+{
+	struct sim_held *held = n->held;
+	size_t k = n->nheld;
+
+	if (!n->hold_until || s->now < n->hold_until)
+		return;
+	n->hold_until = 0;
+	if (n->image_compact)
+		snapshot_compact(s, n, n->image_index, &n->image);
+	qbuf_close(&n->image);
+	sim_trace(s, "n%llu image at %llu done, %zu held back", (unsigned long long)n->id,
+		  (unsigned long long)n->image_index, k);
+	n->held = NULL;
+	n->nheld = n->caph = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (held[i].snap) {
+			sm_load(s, n, &held[i].sn);
+			raft_buf_unref(held[i].sn.buf);
+		} else {
+			sm_apply(s, n, &held[i].e); /* fails unless next in order */
+			raft_entry_release(&held[i].e);
+		}
+	}
+	free(held);
 }
 
 /* ---- faults ------------------------------------------------------------------ */
@@ -715,6 +819,7 @@ static void choose_params(struct sim *s)
 	p->client_pct = 3 + (unsigned)sim_below(s, 8);
 	p->snap_every = 10 + (unsigned)sim_below(s, 40);
 	p->chunk = 512 + sim_below(s, 4096);
+	p->hold_max = (unsigned)sim_below(s, 3) * 150; /* up to 3 election timeouts */
 	p->chaos_end = 4000;
 	p->end = 5500;
 }
@@ -748,6 +853,9 @@ static void all_step(struct sim *s)
 			continue;
 		if (s->now % SIM_TICK == n->tick_phase)
 			raft_tick(n->r);
+		hold_step(s, n);
+		if (s->p.hold_max && !s->quiet && !n->hold_until && sim_below(s, 1000) < 3)
+			hold_start(s, n, false);
 		process_ready(s, n);
 		maybe_snapshot(s, n);
 		process_ready(s, n);
@@ -768,7 +876,7 @@ static bool converged(struct sim *s)
 		struct sim_node *n = sim_node(s, ls.members.m[i].id);
 		struct raft_status st;
 
-		if (!n || !n->up)
+		if (!n || !n->up || n->hold_until)
 			return false;
 		raft_status_get(n->r, &st);
 		if (st.applied != ls.commit || st.term != ls.term || st.leader != lid)

@@ -11,6 +11,12 @@
  * leadership transfers, client writes (with retries) and ReadIndex reads
  * are injected. Same seed, same run.
  *
+ * A member may build a snapshot image "in the background" as the daemon
+ * does (fs/server_image.c, fs/server_defer.c): for a random while its
+ * store, dedup table and image stay as they were, committed entries and
+ * leader snapshots that became durable wait in a FIFO, Raft goes on; then
+ * it compacts with that image and applies the FIFO in order.
+ *
  * cluster.c runs members, network and disks; check.c holds the safety
  * checks run after every step; client.c the clients and the
  * linearizability check of their history; main.c the command line.
@@ -22,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../common/codec.h"
 #include "../../raft/dedup.h"
 #include "../../raft/raft.h"
 #include "../../store/store.h"
@@ -50,6 +57,13 @@ struct sim_disk {
 	size_t n, cap;
 };
 
+/* Held back while an image is built: an entry to apply or a snapshot to load. */
+struct sim_held {
+	bool snap;
+	struct raft_entry e;	 /* reference */
+	struct raft_snapshot sn; /* buf reference */
+};
+
 struct sim_node {
 	uint64_t id;
 	bool exists; /* created and not removed for good */
@@ -62,6 +76,12 @@ struct sim_node {
 	struct sim_disk disk;
 	struct sim_write *writes; /* FIFO of pending disk writes */
 	size_t nwrites, capw;
+	uint64_t hold_until; /* an image is being built until then; 0 = none */
+	struct qbuf image;   /* its bytes, at image_index */
+	uint64_t image_index;
+	bool image_compact;    /* a snapshot of its own, else a save */
+	struct sim_held *held; /* FIFO, applied when the image is done */
+	size_t nheld, caph;
 	uint64_t tick_phase;
 	uint64_t checked_commit; /* commit-consistency checked up to */
 	enum raft_role role;
@@ -86,6 +106,7 @@ struct sim_params {
 	unsigned transfer_pm;
 	unsigned client_pct;
 	unsigned snap_every; /* entries between member snapshots */
+	unsigned hold_max;   /* longest background image build; 0: never */
 	size_t chunk;
 	uint64_t chaos_end;
 	uint64_t end;
@@ -114,7 +135,8 @@ struct sim {
 /* Totals over the schedules a process ran, for the summary line. */
 struct sim_stats {
 	uint64_t schedules, steps, msgs, dropped, crashes, elections, snapshots_sent,
-	    confs_committed, leader_removed, transfers, writes, reads, max_term;
+	    confs_committed, leader_removed, transfers, writes, reads, max_term, holds, held,
+	    held_snaps;
 };
 extern struct sim_stats sim_stats;
 void sim_stats_print(const char *who);

@@ -483,6 +483,37 @@ static void test_snapshot_install(void **state)
 	net_free(t);
 }
 
+/* raft_compact_buf() keeps the caller's buffer (no copy) and sends it as is;
+ * it takes the reference over also when it refuses the index. */
+static void test_compact_buf(void **state)
+{
+	struct tnet *t = cluster(3);
+	const char img[] = "an image made on another thread";
+	struct raft_buf *buf = raft_buf_new(img, sizeof(img));
+
+	(void)state;
+	tick(t, 1, 20);
+	assert_int_equal(status(t, 1).role, RAFT_LEADER);
+	isolate(t, 3, true);
+	for (int i = 0; i < 8; i++)
+		propose(t, 1, "v");
+	raft_buf_ref(buf);
+	assert_int_equal(raft_compact_buf(t->n[1].r, t->n[1].applied + 1, buf, 0), QFS_EINVAL);
+	assert_int_equal(buf->refs, 1);
+	raft_buf_ref(buf);
+	assert_int_equal(raft_compact_buf(t->n[1].r, t->n[1].applied, buf, 0), 0);
+	assert_int_equal(buf->refs, 2);
+	assert_int_equal(status(t, 1).snapshot_index, t->n[1].applied);
+	isolate(t, 3, false);
+	tick(t, 1, 12);
+	assert_int_equal(t->n[3].snap_index, t->n[1].applied);
+	assert_int_equal(t->n[3].snap_len, sizeof(img));
+	assert_memory_equal(t->n[3].snap, img, sizeof(img));
+	net_free(t);
+	assert_int_equal(buf->refs, 1); /* the core let go of it */
+	raft_buf_unref(buf);
+}
+
 /* ---- membership ----------------------------------------------------------------- */
 
 static void test_membership(void **state)
@@ -854,6 +885,7 @@ int main(void)
 	    cmocka_unit_test(test_follower_ack_waits_for_persist),
 	    cmocka_unit_test(test_commit_rule),
 	    cmocka_unit_test(test_snapshot_install),
+	    cmocka_unit_test(test_compact_buf),
 	    cmocka_unit_test(test_membership),
 	    cmocka_unit_test(test_conf_decode),
 	    cmocka_unit_test(test_transfer),
