@@ -99,7 +99,16 @@ class Quorumfs:
         """timeout: ignored (close() returns or fails by itself, ETIMEDOUT
         after --request-timeout-ms)."""
         mnt = self.c.mnt(i)
-        return lambda key, value: write_file(mnt + key, value)
+
+        def write(key, value):
+            try:
+                write_file(mnt + key, value)
+            except FileNotFoundError:
+                if not os.path.ismount(mnt):  # the path now leads into the empty directory
+                    raise RuntimeError(f"{mnt} was unmounted under the benchmark (by another "
+                                       "process on this machine?)") from None
+                raise
+        return write
 
     def reader(self, i, cached):
         assert cached == (i == 3), "only member 3 is mounted serializable"
