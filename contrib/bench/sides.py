@@ -12,7 +12,7 @@ import threading
 import time
 
 from benchcluster import Cluster, MountWatch, read_file, write_file
-from etcdcluster import Client, EtcdCluster, Watch
+from etcdcluster import Client, EtcdCluster, EtcdError, Watch
 
 
 def value_of(k):
@@ -40,6 +40,27 @@ def run_threads(n, fn):
         t.join()
     if errors:
         raise errors[0]
+
+
+class Retried:
+    """Calls fn(*args) again while it raises `error` (up to 10 times in a
+    row), counting the retries, from any thread."""
+
+    def __init__(self, error):
+        self.error = error
+        self.count = 0
+        self.mu = threading.Lock()
+
+    def __call__(self, fn, *args, **kwargs):
+        for attempt in range(10):
+            try:
+                return fn(*args, **kwargs)
+            except self.error:
+                if attempt == 9:
+                    raise
+                with self.mu:
+                    self.count += 1
+                time.sleep(0.1)
 
 
 class Quorumfs:
@@ -78,7 +99,16 @@ class Quorumfs:
         """timeout: ignored (close() returns or fails by itself, ETIMEDOUT
         after --request-timeout-ms)."""
         mnt = self.c.mnt(i)
-        return lambda key, value: write_file(mnt + key, value)
+
+        def write(key, value):
+            try:
+                write_file(mnt + key, value)
+            except FileNotFoundError:
+                if not os.path.ismount(mnt):  # the path now leads into the empty directory
+                    raise RuntimeError(f"{mnt} was unmounted under the benchmark (by another "
+                                       "process on this machine?)") from None
+                raise
+        return write
 
     def reader(self, i, cached):
         assert cached == (i == 3), "only member 3 is mounted serializable"
@@ -91,18 +121,23 @@ class Quorumfs:
     def load(self, keys):
         """Threads writing through all three mounts, each its own
         directories of 1000 keys: creates in one directory are serialised by
-        the kernel's lock on it."""
+        the kernel's lock on it. A write that fails with ETIMEDOUT (nothing
+        committed within --request-timeout-ms) is retried; returns how many
+        were."""
         threads = 48
         ndirs = (keys + 999) // 1000
+        retried = Retried(TimeoutError)
         self.mkdir("/bench/load")
 
         def run(t):
             write = self.writer(t % 3 + 1)
             for d in range(t, ndirs, threads):
-                os.mkdir(self.c.mnt(t % 3 + 1) + load_key(d * 1000).rsplit("/", 1)[0])
+                retried(os.makedirs, self.c.mnt(t % 3 + 1) + load_key(d * 1000).rsplit("/", 1)[0],
+                        exist_ok=True)
                 for k in range(d * 1000, min(keys, d * 1000 + 1000)):
-                    write(load_key(k), value_of(k))
+                    retried(write, load_key(k), value_of(k))
         run_threads(threads, run)
+        return retried.count
 
     def stop_member(self, i):
         self.c.stop_member(i)
@@ -145,15 +180,19 @@ class Etcd:
 
     def load(self, keys):
         """Transactions of 128 puts (etcd's --max-txn-ops default), two
-        connections per member."""
+        connections per member; one that fails is retried (the same puts
+        again); returns how many were."""
         threads, batch = 6, 128
+        retried = Retried(EtcdError)
 
         def run(t):
             c = Client(self.c.addr(t % 3 + 1), timeout=60)
             for b in range(t * batch, keys, threads * batch):
-                c.put_many([(load_key(k), value_of(k)) for k in range(b, min(keys, b + batch))])
+                retried(c.put_many,
+                        [(load_key(k), value_of(k)) for k in range(b, min(keys, b + batch))])
             c.close()
         run_threads(threads, run)
+        return retried.count
 
     def stop_member(self, i):
         self.c.stop_member(i)
