@@ -226,7 +226,7 @@ void ctl_readdir(struct fs *fs, fuse_req_t req, uint64_t nodeid, size_t size, of
 
 /* ---- remote.c: kernel caches follow changes made through other members --- */
 void fs_remote_applied(void *arg, const uint8_t *entry, size_t len,
-		       const struct store_result *res);
+		       const struct store_result *res, void (*landed)(void *), void *landed_arg);
 /* Drops the kernel's dentry of key and, if the key exists now, its inode's
  * caches (queued on the invalidation thread). Loop thread. */
 void fs_forget_key(struct fs *fs, const char *key);

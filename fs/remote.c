@@ -386,7 +386,8 @@ bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before)
 
 /* ---- The applied hook (loop thread) ------------------------------------------ */
 
-void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct store_result *res)
+void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct store_result *res,
+		       void (*landed)(void *), void *landed_arg)
 {
 	struct fs *fs = arg;
 	const struct store_op *ops;
@@ -394,8 +395,11 @@ void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct 
 	struct entry *e;
 	size_t n;
 
-	if (res->err || !fs->inval || entry_decode(data, len, &e) != 0)
+	if (res->err || !fs->inval || entry_decode(data, len, &e) != 0) {
+		if (landed)
+			landed(landed_arg);
 		return;
+	}
 	ops = res->succeeded ? e->txn.then_ops : e->txn.else_ops;
 	n = res->succeeded ? e->txn.nthen : e->txn.nelse;
 	for (size_t i = 0; i < n; i++) {
@@ -404,6 +408,8 @@ void fs_remote_applied(void *arg, const uint8_t *data, size_t len, const struct 
 		if (ops[i].dst)
 			fs_forget_key(fs, ops[i].dst);
 	}
+	if (landed) /* behind the invalidations, ahead of the replay */
+		inval_call(fs->inval, landed, landed_arg);
 	r = calloc(1, sizeof(*r));
 	if (r && res->revision > 0) {
 		r->fs = fs;

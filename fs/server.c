@@ -87,6 +87,19 @@ static void store_wrlock(struct server *srv)
 	pthread_rwlock_wrlock(&srv->lock);
 }
 
+/* Any thread: the mount dropped what proposal w changed (applied hook). */
+static void on_landed(void *arg)
+{
+	struct work *w = arg;
+	struct server *srv = w->srv;
+
+	pthread_mutex_lock(&srv->mu);
+	w->next = srv->landed;
+	srv->landed = w;
+	uv_async_send(&srv->wake); /* open: the stop waits for srv->landing */
+	pthread_mutex_unlock(&srv->mu);
+}
+
 static void apply_normal(struct server *srv, const struct raft_entry *e)
 {
 	struct store_result res = {0};
@@ -120,8 +133,14 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 	if (origin == srv->member_id)
 		w = take_proposal(srv, reqid);
 	if (fresh && type == ENTRY_TXN && srv->applied_cb && !(w && w->from_mount) &&
-	    res.revision != rev0)
-		srv->applied_cb(srv->applied_arg, e->data, e->len, &res);
+	    res.revision != rev0) {
+		if (w) { /* answered once the mount cannot show the old state */
+			w->res = res;
+			srv->landing++;
+		}
+		srv->applied_cb(srv->applied_arg, e->data, e->len, &res, w ? on_landed : NULL, w);
+		return;
+	}
 	if (w)
 		finish_proposal(srv, w, 0, &res);
 }
@@ -416,12 +435,19 @@ static void try_read(struct server *srv, struct work *w)
 static void on_wake(uv_async_t *h)
 {
 	struct server *srv = h->data;
-	struct work *list, *w;
+	struct work *list, *landed, *w;
 
 	pthread_mutex_lock(&srv->mu);
 	list = srv->submitted;
 	srv->submitted = NULL;
+	landed = srv->landed;
+	srv->landed = NULL;
 	pthread_mutex_unlock(&srv->mu);
+	while ((w = landed)) {
+		landed = w->next;
+		srv->landing--;
+		finish_proposal(srv, w, 0, &w->res);
+	}
 	/* The queue is LIFO: reverse it to keep submission order. */
 	for (struct work *rev = NULL;; list = w) {
 		if (!list) {
@@ -590,6 +616,7 @@ static int propose(struct server *srv, struct entry *e, bool from_mount, server_
 		return rv;
 	}
 	w->kind = WORK_PROPOSE;
+	w->srv = srv;
 	w->started_ns = metrics_now_ns();
 	w->from_mount = from_mount;
 	w->data = qbuf_take(&buf, &w->len);
@@ -636,7 +663,7 @@ void server_stop_finish(struct server *srv)
 	    srv->deferred)
 		return;
 	/* In-flight proposals finish (or time out) before the mount goes. */
-	if (srv->proposals && !srv->wal_failed)
+	if ((srv->proposals && !srv->wal_failed) || srv->landing)
 		return;
 	while (srv->proposals) {
 		struct work *w = srv->proposals;

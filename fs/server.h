@@ -74,9 +74,13 @@ void server_set_stop_hook(struct server *srv, void (*hook)(void *arg), void *arg
  * see was applied and made a new revision (proposed by another member, by
  * the client port, by the lease keeper), with the store already changed:
  * lets the filesystem drop what the kernel cached and replay the change for
- * inotify. entry is the encoded entry. */
+ * inotify. entry is the encoded entry. When this member proposed it, landed
+ * is not NULL and the hook calls landed(landed_arg), from any thread, once
+ * the kernel can no longer serve what the entry changed: only then does
+ * the proposer hear back. */
 typedef void (*server_applied_cb)(void *arg, const uint8_t *entry, size_t len,
-				  const struct store_result *res);
+				  const struct store_result *res, void (*landed)(void *),
+				  void *landed_arg);
 void server_set_applied_hook(struct server *srv, server_applied_cb cb, void *arg);
 
 /* Store access for reader threads: hold the read lock while using the store

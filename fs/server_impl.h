@@ -62,6 +62,8 @@ struct work {
 	uint64_t started_ns;	     /* PROPOSE: when proposed (metrics_now_ns) */
 	uint64_t read_index;	     /* READ: 0 until the leader answered */
 	bool from_mount;	     /* PROPOSE: the local kernel saw this change */
+	struct store_result res;     /* PROPOSE: its outcome, kept while it lands */
+	struct server *srv;
 	uint64_t deadline, next_try; /* loop time, ms */
 	server_done_cb done;
 	server_read_cb read_done;
@@ -127,8 +129,9 @@ struct server {
 	struct raft_dedup dedup;
 	struct book book; /* addresses of the members (server_membership.c) */
 
-	pthread_mutex_t mu;	/* guards submitted, stopping, next_request, view, book_view */
+	pthread_mutex_t mu;	/* guards submitted, landed, stopping, next_request, view, book_view */
 	struct work *submitted; /* LIFO, taken by the loop on wake */
+	struct work *landed;	/* proposals whose mount caches have caught up (on_landed) */
 	int stopping;
 	uint64_t next_request;
 	struct view view;
@@ -136,6 +139,7 @@ struct server {
 
 	/* Requests and Raft I/O (server.c). */
 	struct work *proposals, *reads;
+	size_t landing; /* applied proposals waiting for the mount's caches */
 	uint64_t next_read_ctx;
 	uint64_t install_seq; /* a leader's snapshot waits for this seq */
 	struct raft_snapshot install;

@@ -97,6 +97,17 @@ def test_cas_lock(m):
     assert read_file(m.p("lock")) == b"owner b"
 
 
+def test_client_port_change_seen_by_stat_on_this_mount(m):
+    """A change made through this member's client port is answered once the
+    mount's cached dentry and attributes are dropped, so stat right after
+    sees it (the kernel caches names for attr_timeout otherwise)."""
+    for i in range(60):
+        put(m.ep, "/flip", "x" * (i + 1))
+        assert os.stat(m.p("flip")).st_size == i + 1, i
+        assert txn(m.ep, 'version("/flip") > "0"\n\ndel /flip\n')[0]
+        assert not os.path.exists(m.p("flip")), i
+
+
 def test_value_version_mod_compares(m):
     r1 = put(m.ep, "/k", "v1")
     r2 = put(m.ep, "/k", "v2")
