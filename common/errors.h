@@ -32,7 +32,8 @@
 	X(QFS_EMSG, "malformed message", EPROTO)                               \
 	X(QFS_ECOMPARE, "transaction compare failed", EEXIST)                  \
 	X(QFS_EBUSY, "a membership change is in progress", EBUSY)              \
-	X(QFS_EAGAIN, "queue full, try again later", EAGAIN)
+	X(QFS_EAGAIN, "queue full, try again later", EAGAIN)                   \
+	X(QFS_EUNKNOWN, "outcome unknown: applied before its answer was due", EIO)
 
 enum {
 	QFS_OK = 0,

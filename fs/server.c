@@ -61,16 +61,22 @@ static void finish_read(struct server *srv, struct work *w, int err)
 	work_free(w);
 }
 
+static struct work *unlink_proposal(struct server *srv, struct work **pp)
+{
+	struct work *w = *pp;
+
+	*pp = w->next;
+	if (!*pp)
+		srv->proposals_tail = pp;
+	return w;
+}
+
 /* Unlinks and returns the proposal with this request id, or NULL. */
 static struct work *take_proposal(struct server *srv, uint64_t id)
 {
 	for (struct work **pp = &srv->proposals; *pp; pp = &(*pp)->next) {
-		if ((*pp)->id == id) {
-			struct work *w = *pp;
-
-			*pp = w->next;
-			return w;
-		}
+		if ((*pp)->id == id)
+			return unlink_proposal(srv, pp);
 	}
 	return NULL;
 }
@@ -141,8 +147,11 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 		srv->applied_cb(srv->applied_arg, e->data, e->len, &res, w ? on_landed : NULL, w);
 		return;
 	}
+	/* A duplicate that is still waiting: its first copy came inside a
+	 * snapshot, or was resent so late that the dedup window forgot it
+	 * (raft/dedup.h). What it did is not known here. */
 	if (w)
-		finish_proposal(srv, w, 0, &res);
+		finish_proposal(srv, w, fresh ? 0 : QFS_EUNKNOWN, &res);
 }
 
 void server_entry_apply(struct server *srv, const struct raft_entry *e)
@@ -469,8 +478,11 @@ static void on_wake(uv_async_t *h)
 			continue;
 		}
 		if (w->kind == WORK_PROPOSE) {
-			w->next = srv->proposals;
-			srv->proposals = w;
+			/* Oldest first, so a resend after a leader change keeps the
+			 * ids in order for the dedup window (raft/dedup.h). */
+			w->next = NULL;
+			*srv->proposals_tail = w;
+			srv->proposals_tail = &w->next;
 			try_proposal(srv, w);
 		} else {
 			w->next = srv->reads;
@@ -492,7 +504,7 @@ static void expire(struct server *srv)
 		struct work *w = *pp;
 
 		if (now >= w->deadline) {
-			*pp = w->next;
+			unlink_proposal(srv, pp);
 			LOG_WARN("request %llu: no commit within %llu ms (leader unreachable?)",
 				 (unsigned long long)w->id,
 				 (unsigned long long)srv->cfg->request_timeout_ms);
@@ -665,12 +677,8 @@ void server_stop_finish(struct server *srv)
 	/* In-flight proposals finish (or time out) before the mount goes. */
 	if ((srv->proposals && !srv->wal_failed) || srv->landing)
 		return;
-	while (srv->proposals) {
-		struct work *w = srv->proposals;
-
-		srv->proposals = w->next;
-		finish_proposal(srv, w, QFS_EIO, NULL);
-	}
+	while (srv->proposals)
+		finish_proposal(srv, unlink_proposal(srv, &srv->proposals), QFS_EIO, NULL);
 	while (srv->reads) {
 		struct work *w = srv->reads;
 
@@ -777,6 +785,7 @@ int server_create(const struct config *cfg, struct server **out)
 
 	if (!srv)
 		return QFS_ENOMEM;
+	srv->proposals_tail = &srv->proposals;
 	srv->cfg = cfg;
 	srv->lock_fd = -1;
 	srv->member_id = server_name_id(cfg->name);

@@ -138,7 +138,8 @@ struct server {
 	struct book book_view; /* copy of book for other threads */
 
 	/* Requests and Raft I/O (server.c). */
-	struct work *proposals, *reads;
+	struct work *proposals, **proposals_tail; /* in request id order */
+	struct work *reads;
 	size_t landing; /* applied proposals waiting for the mount's caches */
 	uint64_t next_read_ctx;
 	uint64_t install_seq; /* a leader's snapshot waits for this seq */

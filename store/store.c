@@ -111,20 +111,6 @@ static int rev_check(const struct store *s, uint64_t *rev)
 	return 0;
 }
 
-static uint32_t live_children(const struct store *s, const struct node *n, uint64_t rev)
-{
-	struct node *c;
-	uint32_t count = 0;
-
-	if (rev == s->rev)
-		return n->nlive;
-	/* Past revisions: count (rare, the rev/N view of the fs). */
-	RB_FOREACH(c, node_tree, (struct node_tree *)&n->children)
-		if (node_at(c, rev))
-			count++;
-	return count;
-}
-
 void kv_fill(const struct node *n, const struct version *v, struct store_kv *kv)
 {
 	kv->key = n->key;
@@ -149,8 +135,8 @@ static void fill_kv(const struct store *s, const struct node *n, const struct ve
 		    uint64_t rev, struct store_kv *kv)
 {
 	kv_fill(n, v, kv);
-	if (v->type == STORE_DIR)
-		kv->nchildren = live_children(s, n, rev);
+	if (v->type == STORE_DIR && rev == s->rev)
+		kv->nchildren = n->nlive;
 }
 
 /* The node and version of key alive at rev (already checked). */

@@ -79,7 +79,7 @@ struct store_kv {
 	int64_t ctime_ns;      /* commit time of the last change */
 	uint64_t lease;        /* 0 = none; see "Leases" */
 	struct store_blob *value; /* never NULL; len 0 for dirs; symlink target */
-	uint32_t nchildren;    /* live children, dirs only */
+	uint32_t nchildren;    /* live children of a dir, at the current revision only */
 	const void *xattrs_;   /* private: use store_kv_xattr_* */
 };
 
@@ -116,8 +116,9 @@ int store_hash(const struct store *s, uint64_t rev, uint32_t *hash);
 
 /* rev 0 means the current revision. Errors: QFS_ENOENT (absent at rev),
  * QFS_ECOMPACTED (rev < compacted), QFS_EFUTUREREV (rev > current), and
- * store_key_check's errors (QFS_EPERM under /.quorumfs). nchildren is kept
- * for the current revision and counted by a scan for past ones. */
+ * store_key_check's errors (QFS_EPERM under /.quorumfs). nchildren is set
+ * at the current revision only (0 for a past one: store_children counts
+ * them, in time linear in the directory's history). */
 int store_get(const struct store *s, const char *key, uint64_t rev, struct store_kv *out);
 /* The live key with this ino, current revision only. QFS_ENOENT if none. */
 int store_get_ino(const struct store *s, uint64_t ino, struct store_kv *out);
