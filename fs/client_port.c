@@ -425,17 +425,27 @@ static void process(struct conn *c)
 	update_reading(c);
 }
 
-/* Room for len more bytes: the whole frame in one buffer (its length was
- * checked already), at least a chunk. */
+/* Room for len more bytes. The buffer doubles as bytes arrive, and stops at
+ * the frame's size once its header is in: memory follows what a client
+ * actually sent, so a header alone cannot make the member allocate the
+ * largest frame. */
 static int reserve(struct conn *c, size_t len)
 {
-	size_t want = c->in_len + (len > READ_CHUNK ? len : READ_CHUNK);
+	size_t need = c->in_len + len, want = c->in_cap * 2;
 	uint8_t *grown;
 
-	if (c->have_hdr && CLIENT_PROTO_HDR_SIZE + (size_t)c->hdr.len > want)
-		want = CLIENT_PROTO_HDR_SIZE + (size_t)c->hdr.len;
-	if (c->in_len + len <= c->in_cap)
+	if (need <= c->in_cap)
 		return 0;
+	if (want < READ_CHUNK)
+		want = READ_CHUNK;
+	if (c->have_hdr) {
+		size_t frame = CLIENT_PROTO_HDR_SIZE + (size_t)c->hdr.len;
+
+		if (want > frame)
+			want = frame;
+	}
+	if (want < need)
+		want = need;
 	grown = realloc(c->in, want);
 	if (!grown)
 		return QFS_ENOMEM;

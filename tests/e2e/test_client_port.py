@@ -6,7 +6,9 @@ the tests-only QFS_TEST_CLIENT_IDLE_MS to watch it expire), and a half-sent
 request is closed on that deadline too; a WATCH stream is never cut by it.
 Each closing is logged at debug level. A port with all 256 slots taken
 answers a new connection's request that it is full, and the CLI moves on to
-its next endpoint."""
+its next endpoint. A request's buffer grows with the bytes that arrive, not
+with the size its header announces."""
+import os
 import re
 import socket
 import ssl
@@ -20,7 +22,7 @@ from cluster import free_base
 from qfs import QUORUMFS, REPO, wait_until, write_file
 
 MAGIC = 0x43534651  # "QFSC"
-STATUS, GET = 1, 7
+STATUS, GET, PUT = 1, 7, 8
 HELLO_S = 10
 
 
@@ -214,3 +216,44 @@ def test_a_full_port_answers_that_it_is_full(members):
     assert cli("get", "/x", "--endpoints", m.ep).stdout == "1"
     assert any(re.search(r"client port: 127\.0\.0\.1:\d+ will be told this member is full: "
                          r"256 connections open", l) for l in m.warn_lines()), m.log_text()[-3000:]
+
+
+def put_frame(key, value, claimed=None):
+    """A PUT request; with `claimed`, a header that announces that many
+    payload bytes (the CRC then cannot match, which is never reached)."""
+    k = key.encode() + b"\0"
+    payload = struct.pack("<I", len(k)) + k + struct.pack("<I", len(value)) + value
+    n = len(payload) if claimed is None else claimed
+    return struct.pack("<IBBHII", MAGIC, 1, PUT, 0, n, zlib.crc32(payload)) + payload
+
+
+def vm_size(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) << 10 for l in f if l.startswith("VmSize:"))
+
+
+def test_request_buffers_follow_the_bytes_sent(members):
+    """A header announcing a 60 MiB request makes the member buffer what
+    arrives, not the announced size up front: 32 such headers cost it
+    little memory, and a real 5 MiB value still goes through."""
+    m = start(members, "--max-value-bytes", "64M")
+    before = vm_size(m.proc.pid)
+    held = [connect(m) for _ in range(32)]
+    try:
+        for s in held:
+            s.sendall(put_frame("/big", b"x" * 4096, claimed=60 << 20))
+        status_ok(connect(m))  # every header is in by now
+        for s in held:  # and more of each body than one read chunk
+            s.sendall(b"x" * (128 << 10))
+        status_ok(connect(m))
+        grown = vm_size(m.proc.pid) - before
+        assert grown < 512 << 20, f"{grown >> 20} MiB for 32 announced 60 MiB requests"
+    finally:
+        for s in held:
+            s.close()
+    s = connect(m)
+    s.settimeout(30)
+    s.sendall(put_frame("/big", b"v" * (5 << 20)))
+    a = answer(s)
+    assert a[5] == PUT | 0x80 and struct.unpack_from("<i", a, 16)[0] == 0, a[:40]
+    assert os.path.getsize(m.p("big")) == 5 << 20
