@@ -96,6 +96,14 @@ static size_t rev_lower(const struct events *e, uint64_t rev)
 	return lo;
 }
 
+size_t events_through(const struct store *s, uint64_t rev)
+{
+	const struct events *e = &s->events;
+	size_t k = rev_lower(e, rev + 1);
+
+	return k < e->nrevs ? e->revs[k].start : e->nnodes;
+}
+
 void events_trim(struct store *s, uint64_t c)
 {
 	struct events *e = &s->events;

@@ -341,40 +341,71 @@ int store_kv_xattr_list(const struct store_kv *kv, int (*cb)(void *arg, const ch
 
 /* ---- Changes --------------------------------------------------------------------- */
 
-/* Drops the versions no read at rev >= c can see; frees nodes left empty. */
+/* Drops the versions of n that no read at rev >= c can see. */
+static void compact_node(struct store *s, struct node *n, uint64_t c)
+{
+	uint32_t lo = 0, hi = n->nvers, drop, i;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (n->vers[mid].mod_rev <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* lo - 1 is the version seen at c: keep it unless a tombstone. A
+	 * tombstone written at c itself stays with the version before it, for
+	 * the DELETE event at c (events are kept from c on). */
+	drop = lo == 0 ? 0 : (n->vers[lo - 1].tomb ? lo : lo - 1);
+	if (lo >= 2 && n->vers[lo - 1].tomb && n->vers[lo - 1].mod_rev == c)
+		drop = lo - 2;
+	if (!drop)
+		return;
+	for (i = 0; i < drop; i++) {
+		s->size -= version_bytes(n, &n->vers[i]);
+		version_release(&n->vers[i]);
+	}
+	memmove(n->vers, n->vers + drop, (n->nvers - drop) * sizeof(*n->vers));
+	n->nvers -= drop;
+}
+
+/* Deepest first (a child's key is longer than its parent's), then by
+ * address, so the copies of one node are neighbours. */
+static int deepest_first(const void *a, const void *b)
+{
+	const struct node *x = *(struct node *const *)a, *y = *(struct node *const *)b;
+
+	if (x->keylen != y->keylen)
+		return x->keylen > y->keylen ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+/*
+ * Drops the versions no read at rev >= c can see and frees nodes left
+ * empty. Only a node changed since the last compaction can hold such a
+ * version (an older change would have made it droppable then), and the
+ * event index lists exactly those: the work is the history compacted, not
+ * the size of the tree.
+ */
 static void compact(struct store *s, uint64_t c)
 {
-	struct node *n = node_first_postorder(s->root);
+	struct node **ev = s->events.nodes;
+	size_t upto = events_through(s, c), before = events_through(s, c - 1);
 
-	while (n) {
-		struct node *next = node_next_postorder(s->root, n);
-		uint32_t lo = 0, hi = n->nvers, drop, i;
+	for (size_t i = 0; i < upto; i++)
+		compact_node(s, ev[i], c);
+	/* A node left without versions has no event at c or after, and the
+	 * events before c go with this compaction: they may be reordered so
+	 * that a directory is freed after the children that held it. */
+	qsort(ev, before, sizeof(*ev), deepest_first);
+	for (size_t i = 0; i < before; i++) {
+		struct node *n = ev[i];
 
-		while (lo < hi) {
-			uint32_t mid = lo + (hi - lo) / 2;
-
-			if (n->vers[mid].mod_rev <= c)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		/* lo - 1 is the version seen at c: keep it unless a tombstone.
-		 * A tombstone written at c itself stays with the version before
-		 * it, for the DELETE event at c (events are kept from c on). */
-		drop = lo == 0 ? 0 : (n->vers[lo - 1].tomb ? lo : lo - 1);
-		if (lo >= 2 && n->vers[lo - 1].tomb && n->vers[lo - 1].mod_rev == c)
-			drop = lo - 2;
-		if (drop) {
-			for (i = 0; i < drop; i++) {
-				s->size -= version_bytes(n, &n->vers[i]);
-				version_release(&n->vers[i]);
-			}
-			memmove(n->vers, n->vers + drop, (n->nvers - drop) * sizeof(*n->vers));
-			n->nvers -= drop;
-		}
+		if (i + 1 < before && ev[i + 1] == n)
+			continue; /* freed at its last copy */
 		if (n->nvers == 0 && n != s->root && RB_EMPTY(&n->children))
 			node_free(s, n);
-		n = next;
 	}
 	events_trim(s, c);
 	s->compacted = c;

@@ -235,6 +235,8 @@ int events_reserve(struct store *s, size_t n);
 size_t events_begin(const struct store *s);
 void events_push(struct store *s, struct node *n);
 void events_end(struct store *s, uint64_t rev, size_t start);
+/* How many event slots (nodes) belong to revisions up to rev. */
+size_t events_through(const struct store *s, uint64_t rev);
 /* Drops revisions below c. */
 void events_trim(struct store *s, uint64_t c);
 /* Builds the index from the histories (snapshot load). */

@@ -21,6 +21,7 @@
 #include "../../common/errors.h"
 #include "../../store/entry.h"
 #include "../../store/store.h"
+#include "../../store/store_int.h"
 
 struct fx {
 	struct store *s;
@@ -1060,6 +1061,27 @@ static void build_history(struct fx *f)
 	assert_int_equal(ren(f, "/k0", "/k1", STORE_RENAME_EXCHANGE), 0);
 }
 
+/* After a compaction at c no node holds a version that no read at c or
+ * later can see, and no node is left without versions or children. */
+static void assert_compacted(struct store *s)
+{
+	uint64_t c = store_compacted_revision(s);
+
+	for (struct node *n = s->root; n; n = node_next_preorder(s->root, n)) {
+		uint32_t k = 0;
+
+		while (k < n->nvers && n->vers[k].mod_rev <= c)
+			k++;
+		if (n != s->root)
+			assert_true(n->nvers > 0 || !RB_EMPTY(&n->children));
+		assert_true(k <= 2);
+		if (k == 1 && n->vers[0].tomb)
+			assert_true(n->vers[0].mod_rev == c);
+		if (k == 2)
+			assert_true(n->vers[1].tomb && n->vers[1].mod_rev == c);
+	}
+}
+
 static void assert_same_state(struct fx *a, struct fx *b)
 {
 	uint64_t rev;
@@ -1447,8 +1469,14 @@ static void test_random_ops(void **state)
 			max_keys = store_key_count(f->s);
 		assert_int_equal(store_range(f->s, "/", 0, check_kv_cb, &c), 0);
 		assert_int_equal(c.n, store_key_count(f->s));
-		if (iter % 500 == 499)
-			assert_int_equal(compact(f, store_revision(f->s) - 20), 0);
+		if (iter % 100 == 99) {
+			uint64_t to = store_revision(f->s) - rand_r(&seed) % 20;
+
+			if (to < store_compacted_revision(f->s))
+				to = store_compacted_revision(f->s);
+			assert_int_equal(compact(f, to), 0);
+			assert_compacted(f->s);
+		}
 	}
 	/* The mix exercised both outcomes and grew real trees. */
 	assert_true(failed > 300);
