@@ -120,6 +120,9 @@ PREFIX ?= /usr/local
 install: all
 	install -D -m 755 bin/quorumfs $(DESTDIR)$(PREFIX)/bin/quorumfs
 	install -D -m 755 bin/mount.quorumfs $(DESTDIR)/sbin/mount.quorumfs
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's#/usr/local/bin/#$(PREFIX)/bin/#' contrib/systemd/quorumfs@.service \
+		> $(DESTDIR)/etc/systemd/system/quorumfs@.service
 
 clean:
 	rm -rf build bin

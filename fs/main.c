@@ -15,6 +15,7 @@
 #include "metrics_http.h"
 #include "replay.h"
 #include "server.h"
+#include "service_notify.h"
 
 static void usage(FILE *out)
 {
@@ -80,6 +81,9 @@ static int cmd_serve(int argc, char **argv)
 	LOG_INFO("serving %s, data dir %s%s%s",
 		 cfg.initial_cluster || cfg.join ? "as a cluster member" : "a single-member cluster",
 		 cfg.data_dir, cfg.mount ? ", mounted at " : "", cfg.mount ? cfg.mount : "");
+	if ((rv = service_notify("READY=1")))
+		LOG_WARN("cannot tell the service manager this member is ready (NOTIFY_SOCKET): %s",
+			 qfs_strerror(rv));
 	rv = server_run(srv);
 	client_port_close(port);
 	port = NULL;
