@@ -55,7 +55,8 @@ struct fs {
 	bool thread_done; /* atomic: the FUSE loop has ended */
 	struct nodes *nodes;
 	struct inval *inval;
-	struct replayer *replayer; /* replay.h */
+	struct replayer *replayer; /* replay.h; the invalidation thread's */
+	pid_t replay_pid;	   /* atomic: its process, 0 once stopped (FUSE threads) */
 	char mount_abs[PATH_MAX];
 	uint64_t replay_before; /* atomic: the revision a replay answers lookups from */
 	/* Keys a replay's lookups resolved, by node id: a directory deleted by the

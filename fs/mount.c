@@ -68,6 +68,7 @@ static void stop_hook(void *arg)
 	LOG_INFO("unmounting %s", fs->cfg->mount);
 	server_set_applied_hook(fs->srv, NULL, NULL);
 	inval_stop(fs->inval); /* answers the flushes still queued there */
+	__atomic_store_n(&fs->replay_pid, 0, __ATOMIC_RELEASE);
 	replayer_stop(fs->replayer);
 	fs->replayer = NULL;
 	fuse_session_exit(fs->se);
@@ -123,6 +124,8 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 		goto err_mount;
 	if (replayer_start(&fs->replayer) != 0) /* inotify then misses remote changes */
 		LOG_WARN("cannot start the inotify replay helper: %s", strerror(errno));
+	else
+		fs->replay_pid = replayer_pid(fs->replayer);
 	server_set_stop_hook(srv, stop_hook, fs);
 	server_set_applied_hook(srv, fs_remote_applied, fs);
 	if (pthread_create(&fs->thread, NULL, fuse_main_thread, fs) != 0) {
@@ -133,6 +136,7 @@ int fs_mount(struct fs *fs, struct server *srv, const struct config *cfg)
 	return 0;
 
 err_inval:
+	fs->replay_pid = 0;
 	replayer_stop(fs->replayer);
 	fs->replayer = NULL;
 	server_set_stop_hook(srv, NULL, NULL);

@@ -378,7 +378,9 @@ int fs_lookup_before(struct fs *fs, const char *key, uint64_t before, struct sto
 
 bool fs_replaying(struct fs *fs, fuse_req_t req, uint64_t *before)
 {
-	if (!fs->replayer || fuse_req_ctx(req)->pid != replayer_pid(fs->replayer))
+	pid_t pid = __atomic_load_n(&fs->replay_pid, __ATOMIC_ACQUIRE);
+
+	if (!pid || fuse_req_ctx(req)->pid != pid)
 		return false;
 	*before = __atomic_load_n(&fs->replay_before, __ATOMIC_ACQUIRE);
 	return true;
