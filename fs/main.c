@@ -52,7 +52,6 @@ static int cmd_serve(int argc, char **argv)
 		return 2;
 	}
 	qfs_log_set_name(cfg.name);
-	signal(SIGPIPE, SIG_IGN);
 	if (cfg.listen_client && cfg.client_cert) {
 		struct stream_tls_config tls = {
 		    .cert_file = cfg.client_cert,
@@ -108,6 +107,9 @@ out:
 
 int main(int argc, char **argv)
 {
+	/* A peer, client or member that closes first fails a write with EPIPE
+	 * (the CLI's TLS writes too), instead of killing the process. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

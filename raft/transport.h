@@ -10,6 +10,9 @@
  * to break a tie when both dial at once. The outbound connection is read
  * only to notice the peer closing it.
  *
+ * The process must ignore SIGPIPE (libuv writes with write(2)): a peer that
+ * closes first then fails a write with EPIPE instead of killing it.
+ *
  * Everything runs on the loop thread: no disk I/O, no blocking, so a
  * heartbeat is never queued behind an fsync. Each peer has its own send
  * queue bounded in bytes; a slow or dead peer fills only its own queue, and
