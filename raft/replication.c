@@ -296,14 +296,22 @@ void raft_step_append_resp(struct raft *r, const struct raft_msg *m)
 	p->recent_active = true;
 	if (m->flags & RAFT_MSG_REJECT) {
 		if (p->state == PR_REPLICATE) {
-			if (m->index <= p->match)
+			if (m->index <= p->match && m->hint >= p->match)
 				return; /* stale */
+			if (m->hint < p->match)
+				p->match = m->hint; /* it lost its log: see below */
 			raft_progress_become_probe(p);
 		} else if (p->state == PR_PROBE) {
 			uint64_t next;
 
 			if (p->next - 1 != m->index)
 				return; /* stale */
+			/* A follower without entries it acknowledged (its data dir
+			 * was wiped and it restarted under the same name) starts
+			 * over from what it has, likely by snapshot. Commit does
+			 * not move back: the entries are on a majority still. */
+			if (m->hint < p->match)
+				p->match = m->hint;
 			next = m->hint + 1 < m->index ? m->hint + 1 : m->index;
 			if (next < p->match + 1)
 				next = p->match + 1;

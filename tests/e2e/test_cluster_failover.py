@@ -133,6 +133,23 @@ def test_wiped_follower_catches_up_by_snapshot(cluster):
     c.assert_same()
 
 
+def test_wiped_follower_restarted_at_once_catches_up(cluster):
+    """A follower wiped and restarted at once, with nothing written
+    meanwhile: the leader still counts it as holding the whole log, so only
+    the follower's rejection of what comes next can tell it otherwise; a
+    write through the wiped follower itself must still succeed."""
+    c = cluster.start(extra=["--snapshot-entries", "20"])
+    f = c.followers()[0]
+    before = _churn(c, ["n1", "n2", "n3"], 60, "before")
+    c.converge(c.live())
+    c.kill9(f)
+    c.wipe(f)
+    c.restart(f)
+    assert write_file(c.m(f).p("after"), b"x") is None
+    c.assert_same()
+    _check_files(c, [f], {**before, "after": b"x"})
+
+
 def test_removed_member_replaced_by_a_fresh_member_via_snapshot(cluster):
     """member remove, its data dir gone; a fresh member joins with --join and
     gets everything by snapshot, is promoted, and carries the quorum."""

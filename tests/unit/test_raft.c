@@ -483,6 +483,32 @@ static void test_snapshot_install(void **state)
 	net_free(t);
 }
 
+/* A follower that lost its whole log (data dir wiped, restarted under the
+ * same id) while the leader counts it as holding everything: its rejection
+ * of the next append sends the leader back to what it has. */
+static void test_wiped_follower_catches_up(void **state)
+{
+	struct tnet *t = elected(3);
+	struct raft_members m = {3, {{1, true}, {2, true}, {3, true}}};
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		propose(t, 1, "v");
+	tick(t, 1, 1);
+	assert_int_equal(t->n[3].applied, t->n[1].applied);
+	raft_destroy(t->n[3].r);
+	memset(&t->n[3], 0, sizeof(t->n[3]));
+	add_node(t, 3, NULL, NULL);
+	assert_int_equal(raft_bootstrap(t->n[3].r, &m), 0);
+	pump(t);
+	propose(t, 1, "after");
+	tick(t, 1, 2);
+	assert_int_equal(status(t, 3).commit, status(t, 1).commit);
+	assert_int_equal(t->n[3].applied, t->n[1].applied);
+	assert_string_equal(t->n[3].last_data, "after");
+	net_free(t);
+}
+
 /* raft_compact_buf() keeps the caller's buffer (no copy) and sends it as is;
  * it takes the reference over also when it refuses the index. */
 static void test_compact_buf(void **state)
@@ -885,6 +911,7 @@ int main(void)
 	    cmocka_unit_test(test_follower_ack_waits_for_persist),
 	    cmocka_unit_test(test_commit_rule),
 	    cmocka_unit_test(test_snapshot_install),
+	    cmocka_unit_test(test_wiped_follower_catches_up),
 	    cmocka_unit_test(test_compact_buf),
 	    cmocka_unit_test(test_membership),
 	    cmocka_unit_test(test_conf_decode),
