@@ -742,11 +742,17 @@ static int load_peer_tls(struct server *srv)
 
 /* With peer TLS a member's certificate must name it: its CN is the --name
  * its id is derived from (contrib/gen-certs.sh names certificates so), or
- * any holder of a certificate from --peer-ca could speak as any member. */
+ * any holder of a certificate from --peer-ca could speak as any member. The
+ * name is compared when the book has it: an id is only a hash of it. */
 static bool peer_allowed(void *arg, uint64_t claimed_id, const char *cert_name)
 {
-	(void)arg;
-	return cert_name && server_name_id(cert_name) == claimed_id;
+	struct server *srv = arg;
+	const struct book_entry *b = book_find(&srv->book, claimed_id);
+
+	if (!cert_name)
+		return false;
+	return b && b->name[0] ? strcmp(b->name, cert_name) == 0
+			       : server_name_id(cert_name) == claimed_id;
 }
 
 static int start_transport(struct server *srv)
