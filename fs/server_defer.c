@@ -4,10 +4,12 @@
  * so nothing on the loop may change the store, the dedup table or the
  * address book meanwhile: server_ready_process() hands every committed entry
  * here, and it is applied at once, or queued (a reference to its bytes, as
- * raft.h allows) behind those already held back. A leader's snapshot that
- * becomes durable meanwhile replaces the whole state, so it takes its place
- * in the same queue: after the entries committed before it, before those
- * after it (the core hands out nothing after it until it is durable).
+ * raft.h allows) behind those already held back. A leader's snapshot
+ * replaces the whole state, so it takes its place in the same queue: after
+ * the entries committed before it, before those after it (the core hands
+ * out nothing after it until it is durable). It always goes through the
+ * queue, since it is decoded on the thread pool (server_install.c) and
+ * holds back what follows it until it is in.
  *
  * Once the image is done the queue is applied in order, before anything
  * newer. Every effect of applying (answering proposals, the applied hook,
@@ -30,7 +32,7 @@
 struct deferred {
 	bool install;		   /* a leader's snapshot, else a committed entry */
 	struct raft_entry e;	   /* holds a reference to its bytes */
-	struct raft_snapshot snap; /* holds its buf */
+	struct server_install *inst; /* being decoded, or decoded */
 	uint64_t since_ns;
 	struct deferred *next;
 };
@@ -67,29 +69,24 @@ void server_committed_apply(struct server *srv, const struct raft_entry *e)
 
 void server_install_apply(struct server *srv, struct raft_snapshot *snap)
 {
-	struct deferred *d;
+	struct deferred *d = push(srv);
 
-	if (!server_deferred_holding(srv)) {
-		server_snapshot_install(srv, snap);
-		raft_buf_unref(snap->buf);
-		snap->buf = NULL;
-		return;
-	}
-	d = push(srv);
 	d->install = true;
-	d->snap = *snap;
-	snap->buf = NULL;
+	if (srv->image_running)
+		LOG_INFO("the leader's snapshot at index %llu waits for an image being built",
+			 (unsigned long long)snap->index);
+	d->inst = server_install_start(srv, snap);
 	srv->installs_held++;
-	LOG_INFO("the leader's snapshot at index %llu waits for an image being built",
-		 (unsigned long long)d->snap.index);
 }
 
 static void release(struct deferred *d)
 {
-	if (d->install)
-		raft_buf_unref(d->snap.buf);
-	else
+	if (d->install) {
+		if (d->inst)
+			server_install_drop(d->inst);
+	} else {
 		raft_entry_release(&d->e);
+	}
 	free(d);
 }
 
@@ -107,6 +104,12 @@ void server_deferred_init(struct server *srv)
 	srv->drain.data = srv;
 }
 
+/* A snapshot whose decode has not finished: it calls back when it has. */
+static bool decoding(const struct deferred *d)
+{
+	return d->install && !server_install_decoded(d->inst);
+}
+
 void server_deferred_apply(struct server *srv)
 {
 	uint64_t t0 = metrics_now_ns();
@@ -114,12 +117,13 @@ void server_deferred_apply(struct server *srv)
 
 	/* Each is unlinked before it is applied: applying may come back here
 	 * (a callback), and it must find the rest, in order. */
-	while (!srv->image_running && (d = srv->deferred) &&
+	while (!srv->image_running && (d = srv->deferred) && !decoding(d) &&
 	       metrics_now_ns() - t0 < DRAIN_SLICE_NS) {
 		srv->deferred = d->next;
 		if (d->install) {
 			srv->installs_held--;
-			server_snapshot_install(srv, &d->snap);
+			server_install_finish(srv, d->inst);
+			d->inst = NULL;
 		} else {
 			server_entry_apply(srv, &d->e);
 		}
@@ -127,7 +131,7 @@ void server_deferred_apply(struct server *srv)
 				   metrics_now_ns() - d->since_ns);
 		release(d);
 	}
-	if (srv->deferred && !srv->image_running)
+	if (srv->deferred && !srv->image_running && !decoding(srv->deferred))
 		uv_idle_start(&srv->drain, on_drain);
 	else
 		uv_idle_stop(&srv->drain);

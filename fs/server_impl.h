@@ -238,9 +238,10 @@ void server_addresses_publish(struct server *srv);
 /* Loads a state machine image (untrusted: from disk or a leader) into the
  * store, dedup table and book; m gets the configuration it holds. */
 int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct raft_members *m);
-/* Loads a leader's snapshot once it is durable (server_defer.c decides
- * when). */
-void server_snapshot_install(struct server *srv, const struct raft_snapshot *snap);
+struct image;
+/* Swaps a decoded state in (under the write lock): t's store, the image's
+ * dedup table and book; t holds the old store after. */
+void server_image_adopt(struct server *srv, struct image *img, struct store *t);
 /* Starts a snapshot when --snapshot-entries were applied since the last. */
 void server_snapshot_take(struct server *srv);
 /* Leader: proposes a compaction when --auto-compact-revisions says so. */
@@ -252,12 +253,24 @@ void server_image_init(struct server *srv);
 /* True while an image is being built or waits its turn: a stop waits. */
 bool server_image_busy(const struct server *srv);
 
+/* ---- server_install.c ---------------------------------------------------- */
+struct server_install;
+/* Starts decoding a durable leader's snapshot on the thread pool (takes
+ * snap->buf); server_deferred_apply() runs when it is done. */
+struct server_install *server_install_start(struct server *srv, struct raft_snapshot *snap);
+bool server_install_decoded(const struct server_install *in);
+/* Its turn: swaps the decoded state in and frees the old one off the loop;
+ * takes in. */
+void server_install_finish(struct server *srv, struct server_install *in);
+/* Frees one never finished (server_destroy()). */
+void server_install_drop(struct server_install *in);
+
 /* ---- server_defer.c ------------------------------------------------------ */
 /* A committed entry from a ready: applied now, or queued (with a reference
  * to its bytes) behind what is held back while an image is built. */
 void server_committed_apply(struct server *srv, const struct raft_entry *e);
-/* A leader's snapshot is durable: loaded now, or queued in its place;
- * takes over snap->buf. */
+/* A leader's snapshot is durable: queued in its place while it is decoded
+ * (server_install.c); takes over snap->buf. */
 void server_install_apply(struct server *srv, struct raft_snapshot *snap);
 /* True while committed entries are held back (an image is being built,
  * or what it held back is still being applied). */

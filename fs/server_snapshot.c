@@ -2,7 +2,8 @@
  * Snapshots and compaction. A state machine image (fs/image.h) is the Raft
  * configuration, the address book, the dedup table and the store,
  * versioned; server_image.c builds one (for this member's snapshots and
- * for `snapshot save`), server_image_load() here loads one.
+ * for `snapshot save`), server_image_load() here loads one (a leader's
+ * snapshot is decoded off the loop: server_install.c).
  *
  * This member takes a snapshot every --snapshot-entries applied entries:
  * the image on the libuv thread pool (committed entries wait meanwhile, so
@@ -28,41 +29,34 @@
 int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct raft_members *m)
 {
 	struct image img;
-	struct raft_dedup old;
+	struct store *t;
 	int rv = image_decode(p, len, &img);
 
 	if (rv)
 		return rv;
-	assert(!srv->image_running); /* server_defer.c holds a leader's snapshot back */
-	pthread_rwlock_wrlock(&srv->lock);
-	rv = store_snapshot_load(srv->store, img.store, img.store_len);
-	pthread_rwlock_unlock(&srv->lock);
+	rv = store_snapshot_decode(srv->store, img.store, img.store_len, &t);
 	if (rv == 0) {
-		/* All or nothing: the dedup table and book go with the store. */
-		old = srv->dedup;
-		srv->dedup = img.dedup;
-		img.dedup = old;
-		srv->book = img.book;
+		server_image_adopt(srv, &img, t);
 		*m = img.members;
+		store_destroy(t);
 	}
 	image_close(&img);
 	return rv;
 }
 
-/* ---- The leader's snapshot ----------------------------------------------- */
-
-void server_snapshot_install(struct server *srv, const struct raft_snapshot *snap)
+void server_image_adopt(struct server *srv, struct image *img, struct store *t)
 {
-	struct raft_members m;
+	struct raft_dedup old;
 
-	if (server_image_load(srv, snap->data, snap->len, &m) != 0) {
-		LOG_ERROR("snapshot %llu from the leader does not load; stopping",
-			  (unsigned long long)snap->index);
-		abort(); /* applied state would diverge */
-	}
-	__atomic_store_n(&srv->snapshot_index, snap->index, __ATOMIC_RELAXED);
-	LOG_INFO("installed the leader's snapshot at index %llu", (unsigned long long)snap->index);
-	server_peers_sync(srv);
+	assert(!srv->image_running); /* server_defer.c holds a leader's snapshot back */
+	pthread_rwlock_wrlock(&srv->lock);
+	store_swap(srv->store, t);
+	pthread_rwlock_unlock(&srv->lock);
+	/* All or nothing: the dedup table and book go with the store. */
+	old = srv->dedup;
+	srv->dedup = img->dedup;
+	img->dedup = old;
+	srv->book = img->book;
 }
 
 /* ---- This member's snapshots --------------------------------------------- */

@@ -384,5 +384,12 @@ int store_snapshot_save(const struct store *s, struct qbuf *out);
 /* Replaces the whole state with a serialized one. On error (QFS_EMSG for
  * malformed input, QFS_ENOMEM) the store is unchanged. */
 int store_snapshot_load(struct store *s, const uint8_t *data, size_t len);
+/* The same in steps, so that the slow part can run on another thread:
+ * decode builds a new store with like's limits (sharing nothing with it;
+ * same errors), and store_swap() exchanges the states of two stores, after
+ * which the old one can be destroyed anywhere. */
+int store_snapshot_decode(const struct store *like, const uint8_t *data, size_t len,
+			  struct store **out);
+void store_swap(struct store *a, struct store *b);
 
 #endif

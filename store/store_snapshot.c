@@ -362,62 +362,101 @@ static int load_check(struct store *t)
 	return live == t->nkeys && t->ino_count == live ? 0 : QFS_EMSG;
 }
 
-int store_snapshot_load(struct store *s, const uint8_t *data, size_t len)
+int store_snapshot_decode(const struct store *like, const uint8_t *data, size_t len,
+			  struct store **out)
 {
-	struct store t;
+	struct store *t = calloc(1, sizeof(*t));
 	struct qreader r;
 	uint64_t count = 0;
 	int64_t cluster_time;
 	int rc;
 
-	memset(&t, 0, sizeof(t));
-	t.cfg = s->cfg;
+	if (!t)
+		return QFS_ENOMEM;
+	t->cfg = like->cfg;
 	qreader_init(&r, data, len);
-	if (qreader_u32(&r) != SNAP_MAGIC || qreader_u32(&r) != SNAP_FORMAT)
+	if (qreader_u32(&r) != SNAP_MAGIC || qreader_u32(&r) != SNAP_FORMAT) {
+		free(t);
 		return QFS_EMSG;
-	t.rev = qreader_u64(&r);
-	t.compacted = qreader_u64(&r);
-	t.applied = qreader_u64(&r);
+	}
+	t->rev = qreader_u64(&r);
+	t->compacted = qreader_u64(&r);
+	t->applied = qreader_u64(&r);
 	cluster_time = (int64_t)qreader_u64(&r);
-	if (qreader_error(&r) || t.compacted > t.rev)
+	if (qreader_error(&r) || t->compacted > t->rev) {
+		free(t);
 		return QFS_EMSG;
-	rc = state_init(&t, false);
-	if (rc)
+	}
+	rc = state_init(t, false);
+	if (rc) {
+		store_destroy(t);
 		return rc;
-	t.cluster_time = cluster_time;
-	rc = load_leases(&t, &r);
+	}
+	t->cluster_time = cluster_time;
+	rc = load_leases(t, &r);
 	if (!rc) {
 		count = qreader_u64(&r);
 		if (qreader_error(&r) || count == 0 ||
 		    count > r.left / (4 + 1 + 4 + VERSION_MIN_BYTES))
 			rc = QFS_EMSG;
 	}
-	t.loading = true;
+	t->loading = true;
 	if (!rc)
-		rc = load_nodes(&t, &r, count);
-	t.loading = false;
+		rc = load_nodes(t, &r, count);
+	t->loading = false;
 	if (!rc && r.left)
 		rc = QFS_EMSG;
 	if (!rc)
-		rc = load_check(&t);
+		rc = load_check(t);
 	if (!rc)
-		rc = events_rebuild(&t);
+		rc = events_rebuild(t);
 	if (rc) {
-		state_free(&t);
+		store_destroy(t);
 		return rc;
 	}
-	state_free(s);
-	s->root = t.root;
-	s->rev = t.rev;
-	s->compacted = t.compacted;
-	s->applied = t.applied;
-	s->size = t.size;
-	s->nkeys = t.nkeys;
-	s->ino_buckets = t.ino_buckets;
-	s->ino_nbuckets = t.ino_nbuckets;
-	s->ino_count = t.ino_count;
-	s->cluster_time = t.cluster_time;
-	s->leases = t.leases;
-	s->events = t.events;
+	*out = t;
+	return 0;
+}
+
+void store_swap(struct store *a, struct store *b)
+{
+	struct store t = *a;
+
+	/* The state, not the limits or the (empty) transaction scratch. */
+	a->root = b->root;
+	a->rev = b->rev;
+	a->compacted = b->compacted;
+	a->applied = b->applied;
+	a->size = b->size;
+	a->nkeys = b->nkeys;
+	a->ino_buckets = b->ino_buckets;
+	a->ino_nbuckets = b->ino_nbuckets;
+	a->ino_count = b->ino_count;
+	a->cluster_time = b->cluster_time;
+	a->leases = b->leases;
+	a->events = b->events;
+	b->root = t.root;
+	b->rev = t.rev;
+	b->compacted = t.compacted;
+	b->applied = t.applied;
+	b->size = t.size;
+	b->nkeys = t.nkeys;
+	b->ino_buckets = t.ino_buckets;
+	b->ino_nbuckets = t.ino_nbuckets;
+	b->ino_count = t.ino_count;
+	b->cluster_time = t.cluster_time;
+	b->leases = t.leases;
+	b->events = t.events;
+}
+
+int store_snapshot_load(struct store *s, const uint8_t *data, size_t len)
+{
+	struct store *t;
+	int rc = store_snapshot_decode(s, data, len, &t);
+
+	if (rc)
+		return rc;
+	store_swap(s, t);
+	store_destroy(t);
 	return 0;
 }
