@@ -29,6 +29,7 @@ int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct r
 {
 	struct image img;
 	struct raft_dedup old;
+	struct auth old_auth;
 	int rv = image_decode(p, len, &img);
 
 	if (rv)
@@ -38,10 +39,14 @@ int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct r
 	rv = store_snapshot_load(srv->store, img.store, img.store_len);
 	pthread_rwlock_unlock(&srv->lock);
 	if (rv == 0) {
-		/* All or nothing: the dedup table and book go with the store. */
+		/* All or nothing: the dedup table, book and users and roles
+		 * go with the store. */
 		old = srv->dedup;
 		srv->dedup = img.dedup;
 		img.dedup = old;
+		old_auth = srv->auth;
+		srv->auth = img.auth;
+		img.auth = old_auth;
 		srv->book = img.book;
 		*m = img.members;
 	}
