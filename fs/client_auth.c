@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "../common/errors.h"
+#include "../common/log.h"
 #include "auth.h"
 #include "client_conn.h"
 
@@ -34,6 +35,7 @@
 
 static void deny(struct conn *c, uint8_t type, const char *msg)
 {
+	LOG_DEBUG("client port: %s refused: %s", c->name, msg);
 	conn_respond_err_msg(c, type, QFS_EDENIED, msg);
 }
 

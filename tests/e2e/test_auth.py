@@ -139,6 +139,19 @@ def test_roles_are_enforced_the_same_on_every_member(cluster, tmp_path):
         w.wait()
     alice.denied("watch", "/secret", want="user alice may not read /secret")
 
+    # Leases: granting needs only a user; revoking deletes the keys
+    # attached, so it needs readwrite on every one of them.
+    lease = bob.json("lease", "grant", "60")["id"]
+    bob.ok("put", "/config/app/svc", "up", "--lease", lease)
+    root.ok("put", "/elsewhere", "x", "--lease", lease)
+    bob.denied("lease", "revoke", lease, want="user bob may not write /elsewhere")
+    assert root.ok("get", "/elsewhere") == "x"
+    bob.denied("lease", "list", "-w", "json", want="may not list the keys of leases")
+    assert lease in bob.ok("lease", "list")
+    root.ok("del", "/elsewhere")
+    bob.ok("lease", "revoke", lease)
+    assert root.run("get", "/config/app/svc", check=False).returncode == 1
+
     # The mount keeps kernel permissions only: users and roles are not its.
     assert write_file(c.m("n2").p("secret"), "from the mount") is None
     assert read_file(c.m("n3").p("secret")) == b"from the mount"
@@ -202,6 +215,9 @@ def test_auth_travels_in_snapshot_save_and_restore(cluster, members, tmp_path):
     c.stop("n1")
     m.spawn()
     m.wait_ready()
+    dump = subprocess.run([str(QUORUMFS), "dump-wal", str(c.m("n1").data_dir)],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert " auth from n1 " in dump and "role grant-permission ro read /config" in dump, dump
     root2, alice2 = As(c2, certs, "root"), As(c2, certs, "alice")
     assert root2.json("auth", "status", via="r1") == {"enabled": True, "users": 3, "roles": 2}
     assert alice2.ok("get", "/config/db/host", via="r1") == "10.0.0.5"
