@@ -55,9 +55,17 @@ const char *auth_perm_name(uint8_t perm)
 const char *auth_op_name(uint8_t op)
 {
 	static const char *names[] = {
-	    "?",	 "user add",	 "user delete",		 "user grant-role",
-	    "user revoke-role", "role add", "role delete",	 "role grant-permission",
-	    "role revoke-permission", "auth enable", "auth disable",
+	    "?",
+	    "user add",
+	    "user delete",
+	    "user grant-role",
+	    "user revoke-role",
+	    "role add",
+	    "role delete",
+	    "role grant-permission",
+	    "role revoke-permission",
+	    "auth enable",
+	    "auth disable",
 	};
 
 	return op <= AUTH_OP_MAX_ ? names[op] : "?";
@@ -150,10 +158,10 @@ bool auth_is_root(const struct auth *a, const char *user)
 
 /* ---- changes ------------------------------------------------------------- */
 
-#define FAIL(code, ...)                                  \
-	do {                                             \
-		snprintf(msg, len, __VA_ARGS__);         \
-		return code;                             \
+#define FAIL(code, ...)                                                                            \
+	do {                                                                                       \
+		snprintf(msg, len, __VA_ARGS__);                                                   \
+		return code;                                                                       \
 	} while (0)
 
 static int check_user(const struct auth *a, const struct auth_change *ch, char *msg, size_t len)
@@ -188,8 +196,8 @@ static int check_user(const struct auth *a, const struct auth_change *ch, char *
 		if (user_has(u, ch->arg, &i))
 			FAIL(QFS_EEXIST, "user %s already has role %s", ch->name, ch->arg);
 		if (u->nroles >= AUTH_USER_ROLES_MAX)
-			FAIL(QFS_ENOSPC, "user %s already has %d roles, the most allowed",
-			     ch->name, AUTH_USER_ROLES_MAX);
+			FAIL(QFS_ENOSPC, "user %s already has %d roles, the most allowed", ch->name,
+			     AUTH_USER_ROLES_MAX);
 		return 0;
 	}
 	if (!user_has(u, ch->arg, &i))
@@ -255,8 +263,9 @@ int auth_change_check(const struct auth *a, const struct auth_change *ch, char *
 		return check_role(a, ch, msg, len);
 	case AUTH_ENABLE:
 		if (!auth_is_root(a, AUTH_ROOT))
-			FAIL(QFS_EPERM, "auth enable needs a user root with role root first "
-					"(quorumfs user add root; quorumfs user grant-role root root)");
+			FAIL(QFS_EPERM,
+			     "auth enable needs a user root with role root first "
+			     "(quorumfs user add root; quorumfs user grant-role root root)");
 		return 0;
 	case AUTH_DISABLE:
 		return 0;
@@ -369,8 +378,8 @@ int auth_apply(struct auth *a, const struct auth_change *ch)
 
 /* ---- checks -------------------------------------------------------------- */
 
-int auth_check(const struct auth *a, const char *user, const char *key, bool subtree,
-	       uint8_t want, char *msg, size_t len)
+int auth_check(const struct auth *a, const char *user, const char *key, bool subtree, uint8_t want,
+	       char *msg, size_t len)
 {
 	const struct auth_user *u = auth_user_find(a, user);
 	const char *verb = want == AUTH_READ ? "read" : "write";
@@ -402,8 +411,9 @@ int auth_check(const struct auth *a, const char *user, const char *key, bool sub
 	if (u->nroles == 0)
 		FAIL(QFS_EDENIED, "user %s may not %s %.300s%s (the user has no roles)", user, verb,
 		     key, under);
-	FAIL(QFS_EDENIED, "user %s may not %s %.300s%s (no role of the user grants %s on a prefix "
-			  "covering it)",
+	FAIL(QFS_EDENIED,
+	     "user %s may not %s %.300s%s (no role of the user grants %s on a prefix "
+	     "covering it)",
 	     user, verb, key, under, want == AUTH_READ ? "read" : "readwrite");
 }
 

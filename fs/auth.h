@@ -35,7 +35,7 @@
 
 #include "../common/codec.h"
 
-#define AUTH_NAME_MAX 64 /* bytes in a user or role name (a CN has at most 64) */
+#define AUTH_NAME_MAX 64     /* bytes in a user or role name (a CN has at most 64) */
 #define AUTH_PREFIX_MAX 1024 /* bytes in a permission's prefix */
 #define AUTH_USERS_MAX 1024
 #define AUTH_ROLES_MAX 256
@@ -64,9 +64,9 @@ enum auth_op {
 };
 
 struct auth_change {
-	uint8_t op; /* enum auth_op */
+	uint8_t op;		/* enum auth_op */
 	const char *name, *arg; /* "" when the op takes none; never NULL */
-	uint8_t perm; /* ROLE_GRANT: enum auth_perm; else 0 */
+	uint8_t perm;		/* ROLE_GRANT: enum auth_perm; else 0 */
 };
 
 struct auth_grant {
@@ -138,8 +138,8 @@ int auth_apply(struct auth *a, const struct auth_change *ch);
  * key and everything under it), enabled or not: 0, or QFS_EDENIED with a
  * line in msg naming the user, the key and what is missing.
  */
-int auth_check(const struct auth *a, const char *user, const char *key, bool subtree,
-	       uint8_t want, char *msg, size_t len);
+int auth_check(const struct auth *a, const char *user, const char *key, bool subtree, uint8_t want,
+	       char *msg, size_t len);
 
 /*
  *   u8 enabled | u32 n users, each: bytes name, u32 k, k x bytes role |

@@ -238,10 +238,10 @@ static void normal_out(struct dump *d, const uint8_t *p, size_t len)
 	if (e->type == ENTRY_MEMBER) /* it names itself: use the name from here on */
 		book_set(&d->names, e->member.id, e->member.name, "", "");
 	printf(json ? ", \"kind\": \"%s\", \"origin\": " : " %s from ",
-	       e->type == ENTRY_TXN	   ? "txn"
+	       e->type == ENTRY_TXN	  ? "txn"
 	       : e->type == ENTRY_COMPACT ? "compact"
-	       : e->type == ENTRY_AUTH	   ? "auth"
-					   : "member");
+	       : e->type == ENTRY_AUTH	  ? "auth"
+					  : "member");
 	if (json)
 		cli_json_str(member(d, e->origin, buf, sizeof(buf)));
 	else
@@ -263,7 +263,8 @@ static void normal_out(struct dump *d, const uint8_t *p, size_t len)
 		       auth_op_name(e->auth.op));
 		str_out(d, e->auth.name);
 		if (e->auth.op == AUTH_ROLE_GRANT)
-			printf(json ? ", \"permission\": \"%s\"" : " %s", auth_perm_name(e->auth.perm));
+			printf(json ? ", \"permission\": \"%s\"" : " %s",
+			       auth_perm_name(e->auth.perm));
 		printf(json ? ", \"arg\": " : " ");
 		str_out(d, e->auth.arg);
 	} else {

@@ -75,8 +75,8 @@ static int revoke_key(void *arg, const char *key)
 {
 	struct revoke_check *k = arg;
 
-	k->rv = auth_check(k->a, k->user, key, true, AUTH_READWRITE, k->msg,
-			   CLIENT_PROTO_MSG_MAX + 1);
+	k->rv =
+	    auth_check(k->a, k->user, key, true, AUTH_READWRITE, k->msg, CLIENT_PROTO_MSG_MAX + 1);
 	return k->rv;
 }
 

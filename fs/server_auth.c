@@ -30,8 +30,8 @@ int server_auth_entry_apply(struct server *srv, const struct raft_entry *e)
 	if (rv == 0)
 		LOG_INFO("%s%s%s%s%s%s%s (entry %llu)", auth_op_name(ch.op), ch.name[0] ? " " : "",
 			 ch.name, ch.op == AUTH_ROLE_GRANT ? " " : "",
-			 ch.op == AUTH_ROLE_GRANT ? auth_perm_name(ch.perm) : "", ch.arg[0] ? " " : "",
-			 ch.arg, (unsigned long long)e->index);
+			 ch.op == AUTH_ROLE_GRANT ? auth_perm_name(ch.perm) : "",
+			 ch.arg[0] ? " " : "", ch.arg, (unsigned long long)e->index);
 	return rv;
 }
 

@@ -90,8 +90,8 @@ static void test_grants(void **state)
 	assert_int_equal(check(&a, "alice", "/", true, AUTH_READ, msg), QFS_EDENIED);
 	assert_int_equal(check(&a, "alice", "/config/db/host", false, AUTH_READWRITE, msg),
 			 QFS_EDENIED);
-	assert_string_equal(msg,
-			    "user alice may not write /config/db/host (role ro grants read on /config)");
+	assert_string_equal(
+	    msg, "user alice may not write /config/db/host (role ro grants read on /config)");
 	/* bob: readwrite under /config/app, read the rest of /config. */
 	assert_int_equal(check(&a, "bob", "/config/app/x", false, AUTH_READWRITE, msg), 0);
 	assert_int_equal(check(&a, "bob", "/config/app", true, AUTH_READWRITE, msg), 0);
@@ -378,9 +378,9 @@ static void test_malformed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_covers),	     cmocka_unit_test(test_grants),
+	    cmocka_unit_test(test_covers),	    cmocka_unit_test(test_grants),
 	    cmocka_unit_test(test_changes_refused), cmocka_unit_test(test_root_rules),
-	    cmocka_unit_test(test_sorted),	     cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_sorted),	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_malformed),
 	};
 
