@@ -233,6 +233,13 @@ def test_plain_tcp_client_port_answers_only_status_when_auth_is_on(cluster, tmp_
     root = As(c, certs, "root")
     assert c.cli("put", "/config/x", "1", endpoints=["n2"]).returncode == 0  # auth off
     set_up_roles(root)
+    # Auth off: anyone may look, in the simple format too.
+    assert c.cli("user", "list", endpoints=["n2"]).stdout == \
+        "alice roles=ro\nbob roles=app\nroot roles=root\n"
+    assert c.cli("role", "list", endpoints=["n2"]).stdout == \
+        "root everything (built in)\napp readwrite /config/app\nro read /config\n"
+    assert c.cli("auth", "status", endpoints=["n3"]).stdout == \
+        "auth disabled (3 users, 2 roles besides root)\n"
     r = c.cli("auth", "enable", endpoints=["n2"], check=False)
     assert r.returncode == 1 and "auth enable must come from user root" in r.stderr, r.stderr
     root.ok("auth", "enable")
