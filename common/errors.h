@@ -33,7 +33,8 @@
 	X(QFS_ECOMPARE, "transaction compare failed", EEXIST)                  \
 	X(QFS_EBUSY, "a membership change is in progress", EBUSY)              \
 	X(QFS_EAGAIN, "queue full, try again later", EAGAIN)                   \
-	X(QFS_EUNKNOWN, "outcome unknown: applied before its answer was due", EIO)
+	X(QFS_EUNKNOWN, "outcome unknown: applied before its answer was due", EIO) \
+	X(QFS_EDENIED, "not permitted to this user (auth is enabled)", EACCES)
 
 enum {
 	QFS_OK = 0,

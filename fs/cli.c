@@ -3,8 +3,8 @@
  * command shares (error lines, a request with its error handling, JSON
  * output, key checks), then the command table, flag parsing, usage text and
  * cli_main(). The commands themselves are in cli_status.c, cli_member.c,
- * cli_kv.c, cli_txn.c, cli_compact.c, cli_watch.c, cli_lease.c and the
- * offline ones; cli_impl.h is what they share.
+ * cli_kv.c, cli_txn.c, cli_compact.c, cli_watch.c, cli_lease.c, cli_auth.c
+ * and the offline ones; cli_impl.h is what they share.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -228,6 +228,26 @@ static const struct command commands[] = {
      "verify a data dir (offline): snapshots and WAL, CRCs, order, hard state", cli_check_run},
     {"dump-wal", NULL, 1, FL_OFFLINE, "DATA_DIR",
      "print a data dir's snapshots and every WAL record, decoded (offline)", cli_dump_run},
+    {"user", "add", 1, 0, "NAME", "add a user (a client certificate's CN)", cli_auth_change_run},
+    {"user", "delete", 1, 0, "NAME", "delete a user", cli_auth_change_run},
+    {"user", "list", 0, 0, "", "one line per user with its roles", cli_auth_list_run},
+    {"user", "grant-role", 2, 0, "NAME ROLE", "give a user a role (root: everything)",
+     cli_auth_change_run},
+    {"user", "revoke-role", 2, 0, "NAME ROLE", "take a role from a user", cli_auth_change_run},
+    {"role", "add", 1, 0, "NAME", "add a role (no permissions yet)", cli_auth_change_run},
+    {"role", "delete", 1, 0, "NAME", "delete a role, revoking it from every user",
+     cli_auth_change_run},
+    {"role", "list", 0, 0, "", "one line per permission of each role", cli_auth_list_run},
+    {"role", "grant-permission", 3, 0, "ROLE read|readwrite PREFIX",
+     "let a role read, or read and write, the keys under PREFIX", cli_auth_change_run},
+    {"role", "revoke-permission", 2, 0, "ROLE PREFIX", "take a role's permission on PREFIX away",
+     cli_auth_change_run},
+    {"auth", "enable", 0, 0, "",
+     "check users and roles on the client ports (needs user root with role root)",
+     cli_auth_change_run},
+    {"auth", "disable", 0, 0, "", "stop checking users and roles", cli_auth_change_run},
+    {"auth", "status", 0, 0, "", "whether auth is enabled, how many users and roles",
+     cli_auth_list_run},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -284,6 +304,8 @@ static void usage_command(const struct command *cmd)
 		printf("%s\n", cli_txn_details);
 	if (cmd->run == cli_compact_run)
 		printf("%s\n", cli_compact_details);
+	if (cmd->run == cli_auth_change_run || cmd->run == cli_auth_list_run)
+		printf("%s\n", cli_auth_details);
 	printf("flags:\n");
 	for (size_t i = 0; i < sizeof(flag_help) / sizeof(flag_help[0]); i++)
 		if (cmd->flags & flag_help[i].flag)

@@ -22,6 +22,7 @@
 #include "../common/errors.h"
 #include "../store/entry.h"
 #include "../store/wal.h"
+#include "auth.h"
 #include "cli_impl.h"
 
 struct dump {
@@ -236,10 +237,11 @@ static void normal_out(struct dump *d, const uint8_t *p, size_t len)
 	}
 	if (e->type == ENTRY_MEMBER) /* it names itself: use the name from here on */
 		book_set(&d->names, e->member.id, e->member.name, "", "");
-	printf(json ? ", \"kind\": \"%s\", \"origin\": " : " %s from ", e->type == ENTRY_TXN ? "txn"
-									: e->type == ENTRY_COMPACT
-									    ? "compact"
-									    : "member");
+	printf(json ? ", \"kind\": \"%s\", \"origin\": " : " %s from ",
+	       e->type == ENTRY_TXN	  ? "txn"
+	       : e->type == ENTRY_COMPACT ? "compact"
+	       : e->type == ENTRY_AUTH	  ? "auth"
+					  : "member");
 	if (json)
 		cli_json_str(member(d, e->origin, buf, sizeof(buf)));
 	else
@@ -256,6 +258,15 @@ static void normal_out(struct dump *d, const uint8_t *p, size_t len)
 	} else if (e->type == ENTRY_COMPACT) {
 		printf(json ? ", \"revision\": %" PRIu64 : " compact before revision %" PRIu64,
 		       e->compact_rev);
+	} else if (e->type == ENTRY_AUTH) {
+		printf(json ? ", \"change\": \"%s\", \"name\": " : " %s ",
+		       auth_op_name(e->auth.op));
+		str_out(d, e->auth.name);
+		if (e->auth.op == AUTH_ROLE_GRANT)
+			printf(json ? ", \"permission\": \"%s\"" : " %s",
+			       auth_perm_name(e->auth.perm));
+		printf(json ? ", \"arg\": " : " ");
+		str_out(d, e->auth.arg);
 	} else {
 		printf(json ? ", \"member\": " : " member ");
 		str_out(d, e->member.name);

@@ -13,6 +13,7 @@
  *   cli_watch.c   watch;
  *   cli_lease.c   lease grant/keepalive/revoke/list and the TTL and lease
  *                 id syntax (also used by put --ttl/--lease);
+ *   cli_auth.c    user, role and auth: users and roles;
  *   cli_snapshot.c  snapshot save (a backup streamed from a member);
  *   cli_restore.c   snapshot restore (a new data dir from a backup);
  *   cli_check.c     check (a data dir verified offline);
@@ -76,7 +77,7 @@ struct cli {
 	uint64_t rev;
 	const char *client_addr;
 	const char *cacert, *cert, *key; /* TLS to the client ports */
-	const char *args[2];
+	const char *args[3];
 	int64_t ttl_ms;	   /* put --ttl */
 	uint64_t lease_id; /* put --lease */
 	bool once;	   /* lease keepalive --once */
@@ -172,6 +173,8 @@ int cli_snapshot_save_run(struct cli *c);
 int cli_restore_run(struct cli *c); /* snapshot restore */
 int cli_check_run(struct cli *c);
 int cli_dump_run(struct cli *c); /* dump-wal */
+int cli_auth_change_run(struct cli *c); /* user/role changes, auth enable/disable */
+int cli_auth_list_run(struct cli *c);	/* user list, role list, auth status */
 
 /* What `watch --help`, `lease keepalive --help`, ... add to the usage line. */
 extern const char cli_watch_details[];
@@ -181,5 +184,6 @@ extern const char cli_restore_details[];
 extern const char cli_check_details[];
 extern const char cli_txn_details[];
 extern const char cli_compact_details[];
+extern const char cli_auth_details[];
 
 #endif

@@ -126,7 +126,7 @@ static int write_data_dir(const struct cli *c, const struct cli_image *ci,
 	int rv;
 
 	qbuf_init(&q);
-	rv = image_head_encode(m, b, &ci->img.dedup, &q);
+	rv = image_head_encode(m, b, &ci->img.dedup, &ci->img.auth, &q);
 	qbuf_put(&q, ci->img.store, ci->img.store_len); /* the store as saved */
 	rv = rv ? rv : qbuf_error(&q);
 	if (!rv)

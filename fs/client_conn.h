@@ -12,6 +12,8 @@
  *   client_lease.c  LEASE_GRANT/RENEW/REVOKE/LIST, PUT_LEASE
  *   client_watch.c  WATCH: the event stream of a connection
  *   client_snapshot.c  SNAPSHOT: an image of the state, streamed in chunks
+ *   client_auth.c   users and roles: every request checked before its
+ *                   handler; AUTH_CHANGE, AUTH_LIST
  *
  * Everything here runs on the member's loop thread.
  *
@@ -33,6 +35,7 @@
 #include "client_proto.h"
 
 #define CONN_NAME_MAX (64 + 65) /* an address, a user name and '@' */
+#define CONN_USER_MAX 64	/* a certificate's CN */
 /* What a client is told when the cluster did not answer in time. */
 #define CONN_TIMEOUT_MSG "request timed out: no quorum or leader unreachable"
 
@@ -58,6 +61,7 @@ struct conn {
 	bool refused;	     /* over the limit: told so at its request, then closed */
 	uint64_t idle_since; /* loop ms: accepted, or its last answer written */
 	char name[CONN_NAME_MAX]; /* "ADDR", with TLS "USER@ADDR" */
+	char user[CONN_USER_MAX + 1]; /* TLS: the certificate's CN; "" without */
 };
 
 struct client_port {
@@ -133,6 +137,14 @@ const char *conn_bad_key_msg(int err, bool del);
 void conn_respond_bad_key(struct conn *c, uint8_t type, int err);
 
 /* ---- the handlers, one file each --------------------------------------------- */
+
+/* Whether c's user may make request r (users and roles, when enabled);
+ * if not, r is answered with the refusal. Before every handler. */
+bool client_auth_allowed(struct conn *c, const struct client_req *r);
+/* AUTH_CHANGE: a read point, the change checked, then an ENTRY_AUTH. */
+void client_auth_change(struct conn *c, const struct client_req *r);
+/* AUTH_LIST: a read point, then the users and roles. */
+void client_auth_list(struct conn *c, const struct client_req *r);
 
 void client_admin_status(struct conn *c);
 void client_admin_member_list(struct conn *c, const struct client_req *r);

@@ -8,8 +8,9 @@
  * (STATUS, members), client_kv.c (GET, PUT, DEL), client_txn.c (TXN),
  * client_compact.c (COMPACT), client_lease.c (leases), client_watch.c
  * (WATCH, which turns a connection into an event stream) and
- * client_snapshot.c (SNAPSHOT, answered in chunks); client_conn.h is what
- * they share.
+ * client_snapshot.c (SNAPSHOT, answered in chunks); client_auth.c decides
+ * whether a request's user may make it before any of them sees it, and
+ * serves AUTH_CHANGE and AUTH_LIST; client_conn.h is what they share.
  *
  * A connection answers one request at a time: reading stops while a request
  * is in hand and resumes once its response is written, so a connection
@@ -252,6 +253,8 @@ static void handle(struct conn *c, const struct client_req *r)
 		conn_respond_err_msg(c, r->type, QFS_EAGAIN, FULL_MSG);
 		return;
 	}
+	if (!client_auth_allowed(c, r))
+		return;
 	switch (r->type) {
 	case CLIENT_REQ_STATUS:
 		client_admin_status(c);
@@ -288,6 +291,12 @@ static void handle(struct conn *c, const struct client_req *r)
 		break;
 	case CLIENT_REQ_COMPACT:
 		client_compact_start(c, r);
+		break;
+	case CLIENT_REQ_AUTH_CHANGE:
+		client_auth_change(c, r);
+		break;
+	case CLIENT_REQ_AUTH_LIST:
+		client_auth_list(c, r);
 		break;
 	default:
 		client_kv_write(c, r);
@@ -458,11 +467,12 @@ static int reserve(struct conn *c, size_t len)
  * once the handshake is done, which it is when the first bytes arrive. */
 static void name_user(struct conn *c)
 {
-	char user[65], addr[64];
+	char user[CONN_USER_MAX + 1], addr[64];
 
 	c->named = true;
 	if (stream_peer_name(c->s, user, sizeof(user)) != 0)
 		return;
+	snprintf(c->user, sizeof(c->user), "%s", user);
 	snprintf(addr, sizeof(addr), "%.63s", c->name);
 	snprintf(c->name, sizeof(c->name), "%s@%s", user, addr);
 	LOG_DEBUG("client port: %s is user %s", addr, user);

@@ -327,6 +327,14 @@ int client_proto_req_encode(const struct client_req *r, struct qbuf *b)
 	case CLIENT_REQ_COMPACT:
 		qbuf_put_u64(b, r->rev);
 		break;
+	case CLIENT_REQ_AUTH_CHANGE:
+		qbuf_put_u8(b, r->auth_op);
+		rv = put_str(b, r->name ? r->name : "", CLIENT_PROTO_NAME_MAX);
+		rv = rv ? rv : put_str(b, r->auth_arg ? r->auth_arg : "", CLIENT_PROTO_KEY_MAX);
+		qbuf_put_u8(b, r->auth_perm);
+		break;
+	case CLIENT_REQ_AUTH_LIST:
+		break;
 	}
 	rv = rv ? rv : frame_end(b, off, r->type);
 	if (rv && !qbuf_error(b))
@@ -346,6 +354,13 @@ int client_proto_req_decode(uint8_t type, const uint8_t *payload, size_t len,
 	switch (type) {
 	case CLIENT_REQ_STATUS:
 	case CLIENT_REQ_SNAPSHOT:
+	case CLIENT_REQ_AUTH_LIST:
+		break;
+	case CLIENT_REQ_AUTH_CHANGE:
+		out->auth_op = qreader_u8(&r);
+		out->name = get_str(&r, CLIENT_PROTO_NAME_MAX);
+		out->auth_arg = get_str(&r, CLIENT_PROTO_KEY_MAX);
+		out->auth_perm = qreader_u8(&r);
 		break;
 	case CLIENT_REQ_MEMBER_LIST:
 		out->flags = qreader_u32(&r);
@@ -563,6 +578,17 @@ int client_proto_txn_encode(struct qbuf *b, bool succeeded, uint64_t revision)
 	qbuf_put_u8(b, succeeded);
 	qbuf_put_u64(b, revision);
 	return finish(b, start, off, CLIENT_REQ_TXN, 0);
+}
+
+int client_proto_auth_list_encode(struct qbuf *b, const uint8_t *state, size_t len)
+{
+	size_t start = b->len, off;
+	int rv = ok_frame(b, CLIENT_REQ_AUTH_LIST, &off);
+
+	if (rv)
+		return rv;
+	rv = put_value(b, state, len);
+	return finish(b, start, off, CLIENT_REQ_AUTH_LIST, rv);
 }
 
 int client_proto_snapshot_encode(struct qbuf *b, const struct client_snapshot *s)
@@ -1016,6 +1042,9 @@ int client_proto_resp_decode(const struct client_hdr *h, const uint8_t *payload,
 			break;
 		case CLIENT_REQ_SNAPSHOT:
 			rv = read_snapshot(&r, &out->snap);
+			break;
+		case CLIENT_REQ_AUTH_LIST:
+			out->auth = qreader_bytes(&r, CLIENT_PROTO_MAX_PAYLOAD, &out->auth_len);
 			break;
 		default:
 			break;

@@ -52,6 +52,9 @@
  *                                CLIENT_DEL_PREFIX), str key, bytes value
  *                                (empty for DEL)
  *   COMPACT                      u64 revision (history before it is dropped)
+ *   AUTH_CHANGE                  u8 op, str name, str arg, u8 perm: a change of
+ *                                users and roles (fs/auth.h: enum auth_op)
+ *   AUTH_LIST                    (empty)
  * Response: i32 status (0 or a QFS_E* code), then
  *   on error:                    str message, str leader name, str leader
  *                                client addr (both "" unless NOTLEADER and known)
@@ -73,6 +76,9 @@
  *                                transaction made, or the current one when its
  *                                branch changed nothing)
  *   COMPACT:                     u64 revision (the compacted revision, as asked)
+ *   AUTH_CHANGE:                 (empty)
+ *   AUTH_LIST:                   bytes users and roles (auth_encode: the
+ *                                client decodes them with auth_decode)
  *   LEASE_LIST:                  u64 revision read, u8 more, u32 n, n x (u64 id,
  *                                i64 ttl ms, i64 remaining ms, u64 keys attached,
  *                                u32 k, k x str key)
@@ -181,7 +187,9 @@ enum client_req_type {
 	CLIENT_REQ_SNAPSHOT,
 	CLIENT_REQ_TXN,
 	CLIENT_REQ_COMPACT,
-	CLIENT_REQ_MAX_ = CLIENT_REQ_COMPACT,
+	CLIENT_REQ_AUTH_CHANGE,
+	CLIENT_REQ_AUTH_LIST,
+	CLIENT_REQ_MAX_ = CLIENT_REQ_AUTH_LIST,
 };
 
 #define CLIENT_GET_PREFIX 0x1	   /* the key's whole subtree */
@@ -244,7 +252,7 @@ struct client_txn_op {
 /* Strings are NUL-terminated; after decoding they point into the payload. */
 struct client_req {
 	uint8_t type;
-	const char *name;	 /* MEMBER_ADD/REMOVE/PROMOTE, LEADER_TRANSFER */
+	const char *name;	 /* MEMBER_ADD/REMOVE/PROMOTE, LEADER_TRANSFER, AUTH_CHANGE */
 	const char *peer_addr;	 /* MEMBER_ADD */
 	const char *client_addr; /* MEMBER_ADD, "" = none */
 	bool learner;		 /* MEMBER_ADD */
@@ -256,6 +264,8 @@ struct client_req {
 	size_t value_len;
 	uint64_t lease_id; /* RENEW, REVOKE, PUT_LEASE (0: grant); LIST: after */
 	int64_t ttl_ms;	   /* GRANT, PUT_LEASE (0: attach to lease_id) */
+	uint8_t auth_op, auth_perm; /* AUTH_CHANGE */
+	const char *auth_arg;	    /* AUTH_CHANGE, "" = none */
 	/* TXN: the compares, then the requests of each branch. Decoded, the
 	 * arrays are one allocation (client_proto_req_free). */
 	const struct client_cmp *cmps;
@@ -355,6 +365,8 @@ struct client_resp {
 	uint64_t lease_id;  /* LEASE_GRANT, LEASE_RENEW, PUT_LEASE */
 	int64_t ttl_ms;	    /* LEASE_GRANT, LEASE_RENEW */
 	struct client_snapshot snap; /* SNAPSHOT */
+	const uint8_t *auth;	     /* AUTH_LIST: auth_encode bytes, into the payload */
+	size_t auth_len;
 	const char **keys_; /* private: the leases' keys */
 };
 
@@ -370,6 +382,8 @@ int client_proto_members_encode(struct qbuf *b, const struct client_member *m, s
 int client_proto_lease_encode(struct qbuf *b, uint8_t type, uint64_t id, int64_t ttl_ms);
 int client_proto_put_lease_encode(struct qbuf *b, uint64_t revision, uint64_t id);
 int client_proto_txn_encode(struct qbuf *b, bool succeeded, uint64_t revision);
+/* AUTH_LIST: the users and roles as auth_encode() gave them. */
+int client_proto_auth_list_encode(struct qbuf *b, const uint8_t *state, size_t len);
 /* One SNAPSHOT frame; QFS_EINVAL for a chunk over CLIENT_PROTO_SNAPSHOT_CHUNK
  * or past the total. */
 int client_proto_snapshot_encode(struct qbuf *b, const struct client_snapshot *s);

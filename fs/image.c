@@ -8,10 +8,11 @@
 #include "image.h"
 #include "server.h"
 
-#define IMAGE_VERSION 1
+#define IMAGE_VERSION 2 /* 2: users and roles after the dedup table */
+#define IMAGE_VERSION_NO_AUTH 1
 
 int image_head_encode(const struct raft_members *m, const struct book *b,
-		      const struct raft_dedup *d, struct qbuf *out)
+		      const struct raft_dedup *d, const struct auth *a, struct qbuf *out)
 {
 	qbuf_put_u32(out, IMAGE_VERSION);
 	qbuf_put_u32(out, m->n);
@@ -21,6 +22,7 @@ int image_head_encode(const struct raft_members *m, const struct book *b,
 	}
 	book_encode(b, out);
 	raft_dedup_encode(d, out);
+	auth_encode(a, out);
 	return qbuf_error(out);
 }
 
@@ -28,11 +30,15 @@ int image_decode(const uint8_t *p, size_t len, struct image *out)
 {
 	struct qreader r;
 	struct raft_members *m = &out->members;
+	uint32_t version;
+	int rv = QFS_EMSG;
 
 	memset(out, 0, sizeof(*out));
 	raft_dedup_init(&out->dedup);
+	auth_init(&out->auth);
 	qreader_init(&r, p, len);
-	if (qreader_u32(&r) != IMAGE_VERSION)
+	version = qreader_u32(&r);
+	if (version != IMAGE_VERSION && version != IMAGE_VERSION_NO_AUTH)
 		goto malformed;
 	m->n = qreader_u32(&r);
 	if (m->n > RAFT_MAX_MEMBERS)
@@ -43,17 +49,20 @@ int image_decode(const uint8_t *p, size_t len, struct image *out)
 	}
 	if (qreader_error(&r) || book_decode(&out->book, &r) || raft_dedup_decode(&out->dedup, &r))
 		goto malformed;
+	if (version == IMAGE_VERSION && (rv = auth_decode(&out->auth, &r)) != 0)
+		goto malformed;
 	out->store = r.p;
 	out->store_len = r.left;
 	return 0;
 malformed:
 	image_close(out);
-	return QFS_EMSG;
+	return rv == QFS_ENOMEM ? rv : QFS_EMSG;
 }
 
 void image_close(struct image *img)
 {
 	raft_dedup_close(&img->dedup);
+	auth_close(&img->auth);
 }
 
 int image_initial_members(const char *ic, const char *self, const char *self_peer,

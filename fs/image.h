@@ -6,7 +6,10 @@
  *
  *   u32 IMAGE_VERSION | u32 n | n x (u64 member id, u8 voter) |
  *   address book (book_encode) | dedup table (raft_dedup_encode) |
- *   the store (store_snapshot_save), to the end
+ *   users and roles (auth_encode) | the store (store_snapshot_save), to
+ *   the end
+ * Version 1 images (before users and roles) are still read: as no users,
+ * no roles, auth disabled.
  *
  * The configuration a new cluster starts with (--initial-cluster) is made
  * here too, for a bootstrap and a restore alike.
@@ -20,12 +23,14 @@
 #include "../common/codec.h"
 #include "../raft/dedup.h"
 #include "../raft/raft.h"
+#include "auth.h"
 #include "book.h"
 
 struct image {
 	struct raft_members members; /* the configuration at the image's index */
 	struct book book;
 	struct raft_dedup dedup; /* owned: image_close() */
+	struct auth auth;	 /* owned: image_close() */
 	const uint8_t *store;	 /* the store's part, inside the decoded bytes */
 	size_t store_len;
 };
@@ -34,7 +39,7 @@ struct image {
  * (store_snapshot_save(), or the store bytes of a decoded image). 0 or
  * QFS_ENOMEM. */
 int image_head_encode(const struct raft_members *m, const struct book *b,
-		      const struct raft_dedup *d, struct qbuf *out);
+		      const struct raft_dedup *d, const struct auth *a, struct qbuf *out);
 
 /* Decodes untrusted bytes up to the store's part (which the store checks
  * when it loads it). 0 (then image_close() when done), QFS_EMSG or

@@ -128,13 +128,15 @@ static void apply_normal(struct server *srv, const struct raft_entry *e)
 		abort(); /* members must not diverge */
 	}
 	store_wrlock(srv);
-	if (!fresh || type == ENTRY_MEMBER)
+	if (!fresh || type == ENTRY_MEMBER || type == ENTRY_AUTH)
 		store_skip(srv->store, e->index);
 	else if (store_apply(srv->store, e->index, e->data, e->len, &res) != 0)
 		abort(); /* the log and the store disagree: never serve wrong data */
 	pthread_rwlock_unlock(&srv->lock);
 	if (fresh && type == ENTRY_MEMBER)
 		server_member_entry_apply(srv, e);
+	if (fresh && type == ENTRY_AUTH)
+		res.err = server_auth_entry_apply(srv, e);
 	res.revision = store_revision(srv->store);
 	if (origin == srv->member_id)
 		w = take_proposal(srv, reqid);
@@ -805,6 +807,7 @@ int server_create(const struct config *cfg, struct server **out)
 	}
 	srv->cluster_id = server_name_id(cfg->cluster_token ? cfg->cluster_token : "quorumfs");
 	raft_dedup_init(&srv->dedup);
+	auth_init(&srv->auth);
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_rwlock_init(&srv->lock, NULL);
 	uv_loop_init(&srv->loop);
@@ -860,6 +863,7 @@ err:
 	if (srv->lock_fd >= 0)
 		close(srv->lock_fd);
 	raft_dedup_close(&srv->dedup);
+	auth_close(&srv->auth);
 	pthread_rwlock_destroy(&srv->lock);
 	pthread_mutex_destroy(&srv->mu);
 	metrics_destroy(srv->metrics);
@@ -889,6 +893,7 @@ void server_destroy(struct server *srv)
 	raft_destroy(srv->raft);
 	store_destroy(srv->store);
 	raft_dedup_close(&srv->dedup);
+	auth_close(&srv->auth);
 	close(srv->lock_fd);
 	pthread_rwlock_destroy(&srv->lock);
 	pthread_mutex_destroy(&srv->mu);

@@ -22,6 +22,7 @@
 #include "config.h"
 
 struct server;
+struct auth;
 
 #define SERVER_NAME_MAX 127
 
@@ -88,6 +89,9 @@ void server_set_applied_hook(struct server *srv, server_applied_cb cb, void *arg
 void server_rdlock(struct server *srv);
 void server_unlock(struct server *srv);
 struct store *server_store(struct server *srv);
+/* Users and roles as of the applied index (auth.h): the loop thread only,
+ * valid until it applies the next entry. */
+const struct auth *server_auth(struct server *srv);
 const struct config *server_config(const struct server *srv);
 
 struct server_status {

@@ -91,7 +91,7 @@ static int start(struct server *srv, struct server_image *img)
 	    raft_term_at(srv->raft, applied, &img->term))
 		return QFS_EAGAIN;
 	img->index = applied;
-	rv = image_head_encode(&m, &srv->book, &srv->dedup, &img->image);
+	rv = image_head_encode(&m, &srv->book, &srv->dedup, &srv->auth, &img->image);
 	if (rv)
 		return rv;
 	srv->image_running = img; /* from here on, nothing changes the state */

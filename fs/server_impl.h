@@ -15,6 +15,7 @@
  *   server_recover.c     the data dir, snapshot + WAL replay at startup, the
  *                        first members, --join
  *   server_view.c        what other threads read: status, members, leader
+ *   server_auth.c        users and roles: ENTRY_AUTH applied
  *
  * Threads: everything here runs on the loop thread unless a field or a
  * function says otherwise. Other threads touch only what mu guards, the
@@ -23,7 +24,7 @@
  * reads the store under the read lock, and its image (server_image.c).
  *
  * While an image is being built nothing on the loop changes the store, the
- * dedup table or the address book: whatever would (committed entries, a
+ * dedup table, the address book or the users and roles: whatever would (committed entries, a
  * leader's snapshot) is held back in server_defer.c and applied, in order,
  * once the image is done.
  */
@@ -42,6 +43,7 @@
 #include "../raft/stream_tls.h"
 #include "../raft/transport.h"
 #include "../store/wal.h"
+#include "auth.h"
 #include "book.h"
 #include "server.h"
 #include "syncer.h"
@@ -128,6 +130,7 @@ struct server {
 	/* Replicated state beside the store, in every snapshot image. */
 	struct raft_dedup dedup;
 	struct book book; /* addresses of the members (server_membership.c) */
+	struct auth auth; /* users and roles (server_auth.c); loop thread only */
 
 	pthread_mutex_t mu;	/* guards submitted, landed, stopping, next_request, view, book_view */
 	struct work *submitted; /* LIFO, taken by the loop on wake */
@@ -233,6 +236,11 @@ void server_member_ops_expire(struct server *srv);
 void server_member_ops_fail(struct server *srv, int err);
 /* Proposes this member's addresses when the book does not have them. */
 void server_addresses_publish(struct server *srv);
+
+/* ---- server_auth.c ------------------------------------------------------- */
+/* Applies a fresh ENTRY_AUTH entry (the store skipped its index): the
+ * change's result (auth_apply), the same on every member. */
+int server_auth_entry_apply(struct server *srv, const struct raft_entry *e);
 
 /* ---- server_snapshot.c --------------------------------------------------- */
 /* Loads a state machine image (untrusted: from disk or a leader) into the

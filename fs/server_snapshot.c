@@ -47,15 +47,20 @@ int server_image_load(struct server *srv, const uint8_t *p, size_t len, struct r
 void server_image_adopt(struct server *srv, struct image *img, struct store *t)
 {
 	struct raft_dedup old;
+	struct auth old_auth;
 
 	assert(!srv->image_running); /* server_defer.c holds a leader's snapshot back */
 	pthread_rwlock_wrlock(&srv->lock);
 	store_swap(srv->store, t);
 	pthread_rwlock_unlock(&srv->lock);
-	/* All or nothing: the dedup table and book go with the store. */
+	/* All or nothing: the dedup table, book and users and roles go with
+	 * the store. */
 	old = srv->dedup;
 	srv->dedup = img->dedup;
 	img->dedup = old;
+	old_auth = srv->auth;
+	srv->auth = img->auth;
+	img->auth = old_auth;
 	srv->book = img->book;
 }
 

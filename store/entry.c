@@ -90,6 +90,9 @@ int entry_encode(const struct entry *e, struct qbuf *out)
 	} else if (e->type == ENTRY_MEMBER) {
 		if (!e->member.name || !e->member.peer || !e->member.client)
 			return QFS_EINVAL;
+	} else if (e->type == ENTRY_AUTH) {
+		if (!e->auth.name || !e->auth.arg)
+			return QFS_EINVAL;
 	} else if (e->type != ENTRY_COMPACT) {
 		return QFS_EINVAL;
 	}
@@ -108,6 +111,13 @@ int entry_encode(const struct entry *e, struct qbuf *out)
 		qbuf_put_bytes(out, e->member.name, strlen(e->member.name));
 		qbuf_put_bytes(out, e->member.peer, strlen(e->member.peer));
 		qbuf_put_bytes(out, e->member.client, strlen(e->member.client));
+		return qbuf_error(out);
+	}
+	if (e->type == ENTRY_AUTH) {
+		qbuf_put_u8(out, e->auth.op);
+		qbuf_put_bytes(out, e->auth.name, strlen(e->auth.name));
+		qbuf_put_bytes(out, e->auth.arg, strlen(e->auth.arg));
+		qbuf_put_u8(out, e->auth.perm);
 		return qbuf_error(out);
 	}
 	qbuf_put_u32(out, (uint32_t)t->ncmps);
@@ -226,7 +236,8 @@ static void dec_entry(struct dec *d, struct entry *e, struct store_cmp *cmps,
 	e->request_id = qreader_u64(&d->r);
 	e->time_ns = (int64_t)qreader_u64(&d->r);
 	if (version != ENTRY_VERSION ||
-	    (type != ENTRY_TXN && type != ENTRY_COMPACT && type != ENTRY_MEMBER))
+	    (type != ENTRY_TXN && type != ENTRY_COMPACT && type != ENTRY_MEMBER &&
+	     type != ENTRY_AUTH))
 		d->r.failed = 1;
 	e->type = (enum entry_type)type;
 	if (d->r.failed)
@@ -240,6 +251,13 @@ static void dec_entry(struct dec *d, struct entry *e, struct store_cmp *cmps,
 		e->member.name = dec_bytes(d, true, false, NULL);
 		e->member.peer = dec_bytes(d, true, false, NULL);
 		e->member.client = dec_bytes(d, true, false, NULL);
+		goto end;
+	}
+	if (type == ENTRY_AUTH) {
+		e->auth.op = qreader_u8(&d->r);
+		e->auth.name = dec_bytes(d, true, false, NULL);
+		e->auth.arg = dec_bytes(d, true, false, NULL);
+		e->auth.perm = qreader_u8(&d->r);
 		goto end;
 	}
 

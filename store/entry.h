@@ -19,6 +19,9 @@
  * MEMBER body: u64 member id, bytes name, bytes peer address, bytes client
  *   address: a member publishing where it listens. Not for the store
  *   (store_apply leaves the keys alone); the daemon keeps the address book.
+ * AUTH body: u8 op, bytes name, bytes arg, u8 perm: a change of users and
+ *   roles (fs/auth.h says what they mean). Not for the store either; the
+ *   daemon keeps the users and roles. Strings may be empty.
  */
 #ifndef QFS_ENTRY_H
 #define QFS_ENTRY_H
@@ -34,11 +37,17 @@
 #define ENTRY_TIME_OFFSET 18
 #define ENTRY_MAX_OPS 65535 /* per branch, and compares */
 
-enum entry_type { ENTRY_TXN = 1, ENTRY_COMPACT = 2, ENTRY_MEMBER = 3 };
+enum entry_type { ENTRY_TXN = 1, ENTRY_COMPACT = 2, ENTRY_MEMBER = 3, ENTRY_AUTH = 4 };
 
 struct entry_member {
 	uint64_t id;
 	const char *name, *peer, *client; /* NUL-terminated; "" when unknown */
+};
+
+struct entry_auth {
+	uint8_t op;
+	const char *name, *arg; /* NUL-terminated, "" for none */
+	uint8_t perm;
 };
 
 struct entry {
@@ -49,6 +58,7 @@ struct entry {
 	struct store_txn txn;   /* ENTRY_TXN */
 	uint64_t compact_rev;   /* ENTRY_COMPACT */
 	struct entry_member member; /* ENTRY_MEMBER */
+	struct entry_auth auth;	    /* ENTRY_AUTH */
 };
 
 /* Appends the encoding of e to out. Returns 0, QFS_EINVAL (NULL key on an op that

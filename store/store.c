@@ -457,7 +457,7 @@ int store_apply(struct store *s, uint64_t index, const uint8_t *entry, size_t le
 		txn_apply(s, &e->txn, e->time_ns, res);
 	else if (e->type == ENTRY_COMPACT)
 		apply_compact(s, e->compact_rev, res);
-	/* ENTRY_MEMBER: not for the keys */
+	/* ENTRY_MEMBER, ENTRY_AUTH: not for the keys */
 	free(e);
 done:
 	if (s->rev != rev_before && s->rev != rev_before + 1) {

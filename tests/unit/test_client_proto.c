@@ -111,6 +111,10 @@ static struct client_req sample_reqs[] = {
      .nelse = 1},
     {.type = CLIENT_REQ_TXN}, /* nothing at all: a valid, empty transaction */
     {.type = CLIENT_REQ_COMPACT, .rev = 0x0123456789abcdefULL},
+    {.type = CLIENT_REQ_AUTH_CHANGE, .auth_op = 7, .name = "ro", .auth_arg = "/config",
+     .auth_perm = 1},
+    {.type = CLIENT_REQ_AUTH_CHANGE, .auth_op = 9, .name = "", .auth_arg = ""},
+    {.type = CLIENT_REQ_AUTH_LIST},
 };
 #define NREQS (sizeof(sample_reqs) / sizeof(sample_reqs[0]))
 
@@ -195,6 +199,12 @@ static void assert_req_equal(const struct client_req *a, const struct client_req
 		break;
 	case CLIENT_REQ_COMPACT:
 		assert_int_equal(a->rev, d->rev);
+		break;
+	case CLIENT_REQ_AUTH_CHANGE:
+		assert_int_equal(a->auth_op, d->auth_op);
+		assert_string_equal(a->name, d->name);
+		assert_string_equal(a->auth_arg, d->auth_arg);
+		assert_int_equal(a->auth_perm, d->auth_perm);
 		break;
 	default:
 		break;
@@ -909,6 +919,30 @@ static void test_resp_roundtrip(void **state)
 	qbuf_close(&b);
 }
 
+/* AUTH_LIST carries the users and roles as opaque bytes; cut, it is refused. */
+static void test_auth_list_resp(void **state)
+{
+	static const uint8_t state_bytes[] = "auth_encode output, opaque here";
+	struct client_resp r;
+	struct client_hdr h;
+	const uint8_t *p;
+	struct qbuf b;
+
+	(void)state;
+	qbuf_init(&b);
+	assert_int_equal(client_proto_auth_list_encode(&b, state_bytes, sizeof(state_bytes)), 0);
+	assert_int_equal(client_proto_hdr_decode(b.data, CLIENT_PROTO_MAX_PAYLOAD, &h), 0);
+	assert_int_equal(h.type, CLIENT_REQ_AUTH_LIST | CLIENT_PROTO_RESPONSE);
+	p = b.data + CLIENT_PROTO_HDR_SIZE;
+	assert_int_equal(client_proto_resp_decode(&h, p, h.len, &r), 0);
+	assert_int_equal(r.auth_len, sizeof(state_bytes));
+	assert_memory_equal(r.auth, state_bytes, sizeof(state_bytes));
+	client_proto_resp_free(&r);
+	h.len--;
+	assert_int_equal(client_proto_resp_decode(&h, p, h.len, &r), QFS_EMSG);
+	qbuf_close(&b);
+}
+
 static void test_resp_encode_rejects(void **state)
 {
 	struct client_member bad = {1, "n1", NULL, "", true, false};
@@ -1323,6 +1357,7 @@ int main(void)
 	    cmocka_unit_test(test_txn_encode_rejects),
 	    cmocka_unit_test(test_txn_decode_rejects),
 	    cmocka_unit_test(test_resp_roundtrip),
+	    cmocka_unit_test(test_auth_list_resp),
 	    cmocka_unit_test(test_resp_encode_rejects),
 	    cmocka_unit_test(test_resp_decode_rejects),
 	    cmocka_unit_test(test_truncations),

@@ -184,6 +184,34 @@ static void test_roundtrip_member(void **state)
 	qbuf_close(&b);
 }
 
+/* The store leaves an AUTH entry's body to the daemon (fs/auth.h). */
+static void test_roundtrip_auth(void **state)
+{
+	struct entry m = {.type = ENTRY_AUTH, .origin = 9, .request_id = 2,
+			  .auth = {.op = 7, .name = "ro", .arg = "/config", .perm = 1}};
+	struct entry *d;
+	struct qbuf b;
+
+	(void)state;
+	encode(&m, &b);
+	assert_int_equal(entry_decode(b.data, b.len, &d), 0);
+	assert_int_equal(d->type, ENTRY_AUTH);
+	assert_int_equal(d->auth.op, 7);
+	assert_string_equal(d->auth.name, "ro");
+	assert_string_equal(d->auth.arg, "/config");
+	assert_int_equal(d->auth.perm, 1);
+	free(d);
+	for (size_t cut = 0; cut < b.len; cut++)
+		assert_int_equal(entry_decode(b.data, cut, &d), QFS_EMSG);
+	b.data[b.len - 5] = 0; /* a NUL inside "/config" */
+	assert_int_equal(entry_decode(b.data, b.len, &d), QFS_EMSG);
+	qbuf_close(&b);
+	m.auth.arg = NULL;
+	qbuf_init(&b);
+	assert_int_equal(entry_encode(&m, &b), QFS_EINVAL);
+	qbuf_close(&b);
+}
+
 static void test_stamp_time(void **state)
 {
 	struct entry e = sample_entry(), *d;
@@ -386,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_txn),
 		cmocka_unit_test(test_roundtrip_compact_and_empty),
 	    cmocka_unit_test(test_roundtrip_member),
+	    cmocka_unit_test(test_roundtrip_auth),
 		cmocka_unit_test(test_stamp_time),
 		cmocka_unit_test(test_encode_rejects),
 		cmocka_unit_test(test_lease_ops_null_key),

@@ -19,26 +19,44 @@
 
 #include "../../common/codec.h"
 #include "../../common/errors.h"
+#include "../../fs/auth.c"
 #include "../../fs/book.c"
 #include "../../fs/image.c"
 
 static const uint8_t store_part[] = "the store's own bytes, opaque here";
 
-/* An image of two members with a book and a dedup table. */
+static void auth_do(struct auth *a, uint8_t op, const char *name, const char *arg, uint8_t perm)
+{
+	struct auth_change ch = {op, name, arg, perm};
+
+	assert_int_equal(auth_apply(a, &ch), 0);
+}
+
+/* An image of two members with a book, a dedup table and users and roles. */
 static void sample(struct qbuf *b)
 {
 	struct raft_members m = {.n = 2, .m = {{11, true}, {22, false}}};
 	struct book bk = {0};
 	struct raft_dedup d;
+	struct auth a;
 
+	auth_init(&a);
+	auth_do(&a, AUTH_ROLE_ADD, "ro", "", 0);
+	auth_do(&a, AUTH_ROLE_GRANT, "ro", "/config", AUTH_READ);
+	auth_do(&a, AUTH_USER_ADD, "root", "", 0);
+	auth_do(&a, AUTH_USER_GRANT, "root", "root", 0);
+	auth_do(&a, AUTH_USER_ADD, "alice", "", 0);
+	auth_do(&a, AUTH_USER_GRANT, "alice", "ro", 0);
+	auth_do(&a, AUTH_ENABLE, "", "", 0);
 	raft_dedup_init(&d);
 	assert_int_equal(raft_dedup_check(&d, 11, 5), 1);
 	assert_int_equal(book_set(&bk, 11, "n1", "127.0.0.1:2380", "127.0.0.1:2379"), 0);
 	assert_int_equal(book_set(&bk, 22, "n2", "127.0.0.1:2382", ""), 0);
 	qbuf_init(b);
-	assert_int_equal(image_head_encode(&m, &bk, &d, b), 0);
+	assert_int_equal(image_head_encode(&m, &bk, &d, &a, b), 0);
 	qbuf_put(b, store_part, sizeof(store_part));
 	raft_dedup_close(&d);
+	auth_close(&a);
 }
 
 static void test_round_trip(void **state)
@@ -56,10 +74,42 @@ static void test_round_trip(void **state)
 	assert_string_equal(book_find(&img.book, 22)->name, "n2");
 	assert_string_equal(book_find(&img.book, 11)->client, "127.0.0.1:2379");
 	assert_int_equal(raft_dedup_check(&img.dedup, 11, 5), 0); /* remembered */
+	assert_true(img.auth.enabled);
+	assert_true(auth_is_root(&img.auth, "root"));
+	assert_int_equal(auth_role_find(&img.auth, "ro")->perms[0].perm, AUTH_READ);
+	assert_string_equal(auth_user_find(&img.auth, "alice")->roles[0], "ro");
 	assert_int_equal(img.store_len, sizeof(store_part));
 	assert_memory_equal(img.store, store_part, sizeof(store_part));
 	image_close(&img);
 	image_close(&img); /* idempotent */
+	qbuf_close(&b);
+}
+
+/* A version 1 image (before users and roles) still loads: auth off. */
+static void test_version_1(void **state)
+{
+	struct raft_members m = {.n = 1, .m = {{11, true}}};
+	struct book bk = {0};
+	struct raft_dedup d;
+	struct image img;
+	struct qbuf b;
+
+	(void)state;
+	raft_dedup_init(&d);
+	qbuf_init(&b);
+	qbuf_put_u32(&b, 1);
+	qbuf_put_u32(&b, m.n);
+	qbuf_put_u64(&b, 11);
+	qbuf_put_u8(&b, 1);
+	book_encode(&bk, &b);
+	raft_dedup_encode(&d, &b);
+	qbuf_put(&b, store_part, sizeof(store_part));
+	assert_int_equal(image_decode(b.data, b.len, &img), 0);
+	assert_false(img.auth.enabled);
+	assert_int_equal(img.auth.nusers, 0);
+	assert_int_equal(img.store_len, sizeof(store_part));
+	image_close(&img);
+	raft_dedup_close(&d);
 	qbuf_close(&b);
 }
 
@@ -138,6 +188,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_version_1),
 	    cmocka_unit_test(test_damage),
 	    cmocka_unit_test(test_initial_members),
 	    cmocka_unit_test(test_initial_members_refused),
