@@ -1,5 +1,6 @@
 /* Users and roles: see auth.h. Sorted arrays; lookups are binary searches. */
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,8 +85,9 @@ int auth_perm_parse(const char *s, uint8_t *perm)
 
 /* ---- lookups ------------------------------------------------------------- */
 
-/* Index of name in a sorted array of n elements of size sz whose first
- * member is the name: found (*at its index) or not (*at where it goes). */
+/* Index of name in a sorted array of n elements of size sz, each with a
+ * name string at base's offset in it: found (*at its index) or not (*at
+ * where it goes). */
 static bool search(const void *base, uint32_t n, size_t sz, const char *name, uint32_t *at)
 {
 	uint32_t lo = 0, hi = n;
@@ -128,24 +130,9 @@ static bool user_has(const struct auth_user *u, const char *role, uint32_t *at)
 
 static bool role_grant_find(const struct auth_role *r, const char *prefix, uint32_t *at)
 {
-	/* perms[i].prefix sits after perm: search on the prefix field. */
-	uint32_t lo = 0, hi = r->nperms;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(r->perms[mid].prefix, prefix);
-
-		if (c == 0) {
-			*at = mid;
-			return true;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*at = lo;
-	return false;
+	/* The grants are sorted by prefix, which sits after perm. */
+	return search((const char *)r->perms + offsetof(struct auth_grant, prefix), r->nperms,
+		      sizeof(r->perms[0]), prefix, at);
 }
 
 bool auth_is_root(const struct auth *a, const char *user)
