@@ -61,7 +61,7 @@
 #define HELLO_MS 10000
 #define IDLE_MS (5 * 60 * 1000)
 #define SWEEP_MS 1000 /* how often deadlines are checked: their resolution */
-/* Tests only, undocumented: a shorter IDLE_MS, to watch it expire. */
+/* Tests only (docs/design.md, Test hooks): a shorter IDLE_MS. */
 #define IDLE_MS_ENV "QFS_TEST_CLIENT_IDLE_MS"
 
 /* ---- lifetime ---------------------------------------------------------------- */
