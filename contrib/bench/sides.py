@@ -63,18 +63,13 @@ class Retried:
                 time.sleep(0.1)
 
 
-class Quorumfs:
-    name = "quorumfs"
-
-    def __init__(self, root):
-        self.c = Cluster(root, member_extra={3: ["-o", "consistency=serializable"]})
+class Side:
+    """What both sides do alike: self.c is their three-member cluster, member
+    2 leads at the start."""
 
     def start(self):
         self.c.start()
         self.c.make_leader(2)
-
-    def wait_leader(self):
-        return int(self.c.wait_leader()[1:])
 
     def kill(self, i):
         self.c.kill(i)
@@ -82,8 +77,21 @@ class Quorumfs:
     def start_member(self, i):
         self.c.start_member(i)
 
+    def stop_member(self, i):
+        self.c.stop_member(i)
+
     def pid(self, i):
         return self.c.procs[i].pid
+
+
+class Quorumfs(Side):
+    name = "quorumfs"
+
+    def __init__(self, root):
+        self.c = Cluster(root, member_extra={3: ["-o", "consistency=serializable"]})
+
+    def wait_leader(self):
+        return int(self.c.wait_leader()[1:])
 
     def mkdir(self, d):
         """d on every member before the first write in it."""
@@ -139,31 +147,15 @@ class Quorumfs:
         run_threads(threads, run)
         return retried.count
 
-    def stop_member(self, i):
-        self.c.stop_member(i)
 
-
-class Etcd:
+class Etcd(Side):
     name = "etcd"
 
     def __init__(self, root):
         self.c = EtcdCluster(root)
 
-    def start(self):
-        self.c.start()
-        self.c.make_leader(2)
-
     def wait_leader(self):
         return self.c.wait_leader()
-
-    def kill(self, i):
-        self.c.kill(i)
-
-    def start_member(self, i):
-        self.c.start_member(i)
-
-    def pid(self, i):
-        return self.c.procs[i].pid
 
     def mkdir(self, d):
         pass
@@ -193,6 +185,3 @@ class Etcd:
             c.close()
         run_threads(threads, run)
         return retried.count
-
-    def stop_member(self, i):
-        self.c.stop_member(i)
